@@ -1,0 +1,42 @@
+"""The Faust app, defined once. Agents, tables, views and commands register on it and
+are found by autodiscovery; the entry point is the app's own CLI (``trafficrisk``)."""
+from __future__ import annotations
+
+import faust
+
+from streamapp import runtime
+from streamapp.kafka_client import faust_credentials, producer_compression
+from streamapp.topics import Topics, declare_topics
+
+settings = runtime.settings()
+
+
+def _broker_url() -> str:
+    # The CLI resolves "embedded" to a real URL before importing us; a bare import
+    # (tests, tooling) gets an address that is never dialled unless a worker starts.
+    return settings.kafka.broker if settings.kafka.broker != "embedded" else "kafka://127.0.0.1:9092"
+
+
+app = faust.App(
+    settings.app.id,
+    broker=_broker_url(),
+    broker_credentials=faust_credentials(settings.kafka) if settings.kafka.broker != "embedded" else None,
+    autodiscover=["agents", "tables", "web", "streamapp"],
+    origin="streamapp",
+    store=settings.app.store,
+    datadir=str(settings.app.data_dir),
+    processing_guarantee=settings.app.processing_guarantee,
+    stream_processing_timeout=settings.app.stream_processing_timeout_s,
+    topic_replication_factor=settings.kafka.replication_factor,
+    topic_partitions=settings.topics.detection_results.partitions,
+    producer_compression_type=producer_compression(settings.kafka),
+    producer_acks=-1,
+    web_host=settings.web.host,
+    web_bind=settings.web.host,
+    web_port=settings.web.port,
+    table_cleanup_interval=5.0,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+topics: Topics = declare_topics(app, settings)

