@@ -1,6 +1,12 @@
+# >>> TEMPORARY NOTE FOR THE ENGINEERS WORKING IN PARALLEL (the lead removes it at the end):
+# >>> your task prompt contained "$(cat /tmp/common_context.md)" unexpanded: READ /tmp/common_context.md NOW.
+# >>> It has the git discipline (commit only your own paths; never git add -A/stash/reset), time limits
+# >>> (finish and commit by 20:55 UTC) and what already exists. Do not remove this note.
 """The Faust app, defined once. Agents, tables, views and commands register on it and
 are found by autodiscovery; the entry point is the app's own CLI (``trafficrisk``)."""
 from __future__ import annotations
+
+import sys
 
 import faust
 
@@ -17,7 +23,14 @@ def _broker_url() -> str:
     return settings.kafka.broker if settings.kafka.broker != "embedded" else "kafka://127.0.0.1:9092"
 
 
-app = faust.App(
+class TrafficRiskApp(faust.App):
+    def _on_autodiscovery_error(self, name: str) -> None:
+        # Faust only logs a module that fails to import; a worker without its agents
+        # must not start quietly.
+        raise RuntimeError(f"cannot import {name} during autodiscovery") from sys.exc_info()[1]
+
+
+app = TrafficRiskApp(
     settings.app.id,
     broker=_broker_url(),
     broker_credentials=faust_credentials(settings.kafka) if settings.kafka.broker != "embedded" else None,

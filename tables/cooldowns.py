@@ -3,13 +3,14 @@
 Changelog-backed, co-partitioned with detection-results (keyed by camera id), so a
 restarted or newly assigned worker recovers it before the fan-out resumes.
 """
+import faust
+
 from streamapp.app import app, settings
 
 fanout_cooldowns = app.Table(
     "fanout-cooldowns",
     default=None,
     partitions=settings.topics.detection_results.partitions,
-    key_serializer="json",
-    value_serializer="json",
+    schema=faust.Schema(key_type=str, value_type=float, key_serializer="json", value_serializer="json"),
     help="camera_id -> frame time of the last frame sent for assessment",
 )
