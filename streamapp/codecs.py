@@ -81,6 +81,39 @@ class ModelSchema(faust.Schema):
         return (key.encode() if isinstance(key, str) else key), headers
 
 
+class ByTopicSchema(ModelSchema):
+    """One stream over several topics, each with its own message model."""
+
+    def __init__(self, models: dict[str, Type[BaseModel]]) -> None:
+        super().__init__(BaseModel)
+        self.models = models
+
+    def loads_value(self, app: Any, message: Any, *, loads: Optional[Callable] = None, serializer: Any = None) -> Any:
+        return decode(self.models[message.topic], message.value)
+
+
+class ModelCodec(faust.Codec):
+    """Table values as pydantic models: JSON in the store and the changelog, typed in code."""
+
+    def __init__(self, model: Type[BaseModel]) -> None:
+        super().__init__()
+        self.model = model
+
+    def _dumps(self, obj: BaseModel) -> bytes:
+        return obj.model_dump_json(exclude_none=True).encode()
+
+    def _loads(self, s: bytes) -> BaseModel:
+        return self.model.model_validate_json(s)
+
+
+def with_model_values(table: Any, model: Type[BaseModel]) -> Any:
+    """Store a table's values as ``model``. Faust 0.15 derives a table's serializers from
+    key_type/value_type, which cannot name a pydantic model; the store and the changelog
+    sends read ``value_serializer`` lazily, so setting it right after creation is enough."""
+    table.value_serializer = ModelCodec(model)
+    return table
+
+
 class DeadLetteringTopic(faust.Topic):
     """A topic whose undecodable messages go to the DLQ instead of crashing the agent."""
 
@@ -104,4 +137,4 @@ class DeadLetteringTopic(faust.Topic):
         await self.dlq.send(key=message.key, value=letter)
 
 
-__all__ = ["ModelSchema", "DeadLetteringTopic", "decode", "dead_letter", "KeyDecodeError", "ValueDecodeError"]
+__all__ = ["ModelSchema", "ByTopicSchema", "ModelCodec", "with_model_values", "DeadLetteringTopic", "decode", "dead_letter", "KeyDecodeError", "ValueDecodeError"]

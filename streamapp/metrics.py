@@ -5,3 +5,22 @@ DLQ_MESSAGES = Counter("trafficrisk_dlq_messages_total", "Messages sent to the D
 FRAMES_IN = Counter("trafficrisk_fanout_frames_total", "Detection messages read by the fan-out")
 TASKS_OUT = Counter("trafficrisk_tasks_total", "Assessment tasks emitted by the fan-out", ["priority"])
 GROUPS_SKIPPED = Counter("trafficrisk_groups_skipped_total", "Groups not sent for assessment", ["reason"])
+
+# Aggregator and relay (issue 5).
+FRAMES_AGGREGATED = Counter("trafficrisk_frames_total", "Frames whose context reached the aggregator")
+DETECTIONS = Counter("trafficrisk_detections_total", "Detected objects in frames reaching the aggregator")
+GROUPS = Counter("trafficrisk_groups_total", "Traffic groups in frames reaching the aggregator")
+GROUP_RESULTS = Counter("trafficrisk_group_results_total", "Assessment results taken into a frame", ["status"])
+VERDICTS = Counter("trafficrisk_verdicts_total", "Camera verdicts emitted", ["outcome"])
+AGGREGATOR_IGNORED = Counter("trafficrisk_aggregator_ignored_total", "Events that changed nothing", ["reason"])
+OPEN_FRAMES = Gauge("trafficrisk_aggregator_open_frames", "Frames waiting for results on this worker")
+FRAME_TO_VERDICT = Histogram(
+    "trafficrisk_frame_to_verdict_seconds", "Frame timestamp to verdict emitted",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 60),
+)
+WS_CLIENTS = Gauge("trafficrisk_websocket_clients", "Browsers connected to /ws on this worker")
+WS_SENT = Counter("trafficrisk_websocket_messages_total", "Messages queued for browsers", ["type"])
+WS_DROPPED = Counter("trafficrisk_websocket_dropped_total", "Messages dropped for slow browsers (oldest first)")
+RELAY_DUPLICATES = Counter("trafficrisk_relay_duplicate_verdicts_total", "Re-emitted verdicts not relayed again")
+CONSUMER_LAG = Gauge("trafficrisk_consumer_lag", "Messages not yet committed by the app's consumer group", ["topic"])
+DLQ_SIZE = Gauge("trafficrisk_dlq_size", "Messages held in the DLQ topic")

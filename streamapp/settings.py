@@ -113,12 +113,34 @@ class FanoutSettings(_Section):
     max_tasks_per_frame: int = Field(default=8, ge=1)
 
 
+class AggregatorSettings(_Section):
+    # A frame whose assessed groups are not all answered this long after the aggregator
+    # first saw it gets a verdict that lists the missing groups.
+    deadline_s: float = Field(default=5.0, gt=0)
+    # How often each worker looks for frames past their deadline.
+    tick_interval_s: float = Field(default=1.0, gt=0)
+    # Finished frame ids remembered per camera, so a redelivered result or context
+    # cannot produce a second verdict.
+    remember_finished: int = Field(default=256, ge=1)
+
+
+class RelaySettings(_Section):
+    # Messages waiting per browser; beyond this the oldest is dropped (and counted).
+    client_queue_size: int = Field(default=200, ge=1)
+    # Recently relayed (camera, frame) pairs, so a re-emitted verdict is sent once.
+    dedupe_capacity: int = Field(default=20_000, ge=1)
+    # Verdicts read back from each partition's tail at start, for /cameras.
+    seed_per_partition: int = Field(default=50, ge=0)
+
+
 class Settings(_Section):
     app: AppSettings = AppSettings()
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicsSettings = TopicsSettings()
     web: WebSettings = WebSettings()
     fanout: FanoutSettings = FanoutSettings()
+    aggregator: AggregatorSettings = AggregatorSettings()
+    relay: RelaySettings = RelaySettings()
 
     source: Optional[Path] = Field(default=None, exclude=True)
 

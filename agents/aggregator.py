@@ -1,0 +1,139 @@
+"""Aggregator: joins each frame's context with its group results into one camera verdict.
+
+One stream over frame-context, risk-assessment-results and a small internal topic of
+deadline ticks, all keyed by camera id with the same partition count, so every event
+of a frame lands on one partition and one worker, in order, and the tables below
+can be written (a Faust table is written only from its agent's own stream). A timer
+on every worker sends a tick for each of its cameras with a frame past its deadline;
+the tick comes back through the stream, where the table may be written.
+"""
+import time
+
+from pydantic import Field
+
+from risk.aggregation import (
+    CameraLedger,
+    Step,
+    apply_context,
+    apply_deadline,
+    apply_result,
+    due_frames,
+    next_deadline,
+)
+from streamapp import metrics
+from streamapp.app import app, settings, topics
+from streamapp.codecs import ByTopicSchema, DeadLetteringTopic, dead_letter
+from streamapp.models import FrameContextMessage, Message, RiskAssessmentResultMessage, UtcDatetime, utcnow
+from streamapp.settings import ConfigError
+from tables.frames import camera_frames, frames
+from tables.verdicts import latest_verdicts
+
+config = settings.aggregator
+
+
+class DeadlineTick(Message):
+    """Asks the aggregator to finish the camera's frames that are past their deadline."""
+
+    camera_id: str
+    sent_at: UtcDatetime = Field(default_factory=utcnow)
+
+
+_partitions = {
+    "frame_context": settings.topics.frame_context.partitions,
+    "risk_results": settings.topics.risk_results.partitions,
+    "camera_verdicts": settings.topics.camera_verdicts.partitions,
+}
+if len(set(_partitions.values())) != 1:
+    raise ConfigError(
+        "topics.frame_context, topics.risk_results and topics.camera_verdicts must have the same "
+        f"partition count (the aggregator joins them per camera): {_partitions}"
+    )
+
+TICKS_TOPIC = f"{settings.app.id}-aggregator-ticks"
+ticks = app.topic(
+    TICKS_TOPIC, schema=ByTopicSchema({TICKS_TOPIC: DeadlineTick}),
+    partitions=settings.topics.frame_context.partitions, replicas=settings.kafka.replication_factor,
+    retention=3600,
+)
+aggregator_input = DeadLetteringTopic(
+    app,
+    topics=[settings.topics.frame_context.name, settings.topics.risk_results.name, TICKS_TOPIC],
+    schema=ByTopicSchema({
+        settings.topics.frame_context.name: FrameContextMessage,
+        settings.topics.risk_results.name: RiskAssessmentResultMessage,
+        TICKS_TOPIC: DeadlineTick,
+    }),
+    partitions=settings.topics.frame_context.partitions,
+    replicas=settings.kafka.replication_factor,
+    retention=3600,
+    # Internal: Faust creates the ticks topic before subscribing (the others exist already).
+    internal=True,
+)
+aggregator_input.dlq = topics.dlq
+aggregator_input.worker_id = settings.app.worker_id
+
+
+async def _store(camera_id: str, frame_id: str, had_row: bool, ledger: CameraLedger, step: Step) -> None:
+    if step.ignored:
+        metrics.AGGREGATOR_IGNORED.labels(reason=step.ignored).inc()
+        return
+    if step.frame is not None:
+        frames[frame_id] = step.frame
+    elif had_row:
+        del frames[frame_id]
+    if step.ledger_changed:
+        camera_frames[camera_id] = ledger
+    for result in step.orphaned:
+        await topics.dlq.send(key=camera_id, value=dead_letter(
+            topic=settings.topics.risk_results.name, partition=None, offset=None, key=camera_id.encode(),
+            value=result.to_bytes(), exc=LookupError(f"no frame context for frame {frame_id} before its deadline"),
+            reason="frame_context_missing", worker_id=settings.app.worker_id,
+        ))
+        metrics.DLQ_MESSAGES.labels(reason="frame_context_missing", source=settings.topics.risk_results.name).inc()
+    verdict = step.verdict
+    if verdict is not None:
+        # The table's changelog is camera-verdicts: this write publishes the verdict.
+        latest_verdicts[camera_id] = verdict
+        metrics.VERDICTS.labels(outcome="complete" if verdict.complete else "deadline").inc()
+        metrics.FRAME_TO_VERDICT.observe((verdict.verdict_at - verdict.frame_timestamp).total_seconds())
+
+
+@app.agent(aggregator_input)
+async def aggregate(stream):
+    async for event in stream:
+        now = time.time()
+        camera_id = event.camera_id
+        ledger = camera_frames.get(camera_id) or CameraLedger()
+        if isinstance(event, DeadlineTick):
+            for frame_id in due_frames(ledger, now):
+                frame = frames.get(frame_id)
+                step = apply_deadline(frame, ledger, frame_id, now, config)
+                await _store(camera_id, frame_id, frame is not None, ledger, step)
+            continue
+        frame_id = str(event.origin_message_id)
+        frame = frames.get(frame_id)
+        if isinstance(event, FrameContextMessage):
+            step = apply_context(frame, ledger, event, now, config)
+            if not step.ignored:
+                metrics.FRAMES_AGGREGATED.inc()
+                metrics.DETECTIONS.inc(len(event.detected_objects))
+                metrics.GROUPS.inc(len(event.traffic_groups))
+        else:
+            step = apply_result(frame, ledger, event, now, config)
+            if not step.ignored:
+                metrics.GROUP_RESULTS.labels(status=event.status.value).inc()
+        await _store(camera_id, frame_id, frame is not None, ledger, step)
+
+
+@app.timer(interval=config.tick_interval_s)
+async def send_deadline_ticks() -> None:
+    """Tick the cameras (of this worker's partitions) that have a frame past its deadline."""
+    now = time.time()
+    open_frames = 0
+    for camera_id, ledger in list(camera_frames.items()):
+        open_frames += len(ledger.open)
+        deadline = next_deadline(ledger)
+        if deadline is not None and deadline <= now:
+            camera = camera_id.decode() if isinstance(camera_id, bytes) else camera_id
+            await ticks.send(key=camera, value=DeadlineTick(camera_id=camera))
+    metrics.OPEN_FRAMES.set(open_frames)

@@ -1,0 +1,189 @@
+"""The aggregator's rules: when a frame is complete, what its verdict says, what to ignore.
+
+A frame is known from two kinds of events, in either order: its context (sent once
+by the fan-out: objects, groups, preview, and which groups went to assessment) and
+one result per assessed group. A frame is complete when its context is there and
+every assessed group has a result; it is finished early by its deadline, counted
+from the moment the aggregator first saw anything of it. Results are matched by
+group index, so a redelivered result (same task) or a second result for the same
+group (a re-run fan-out makes new task ids) is ignored. Finished frame ids are
+remembered per camera (bounded), so nothing that arrives late makes a second verdict.
+
+Plain functions on plain models: the agent loads the rows, calls these, and stores
+what they return. They mutate and return the rows they are given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Optional
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from streamapp.models import (
+    RISK_ORDER,
+    CameraVerdictMessage,
+    FrameContextMessage,
+    GroupVerdict,
+    RiskAssessmentResultMessage,
+    RiskLevel,
+)
+from streamapp.settings import AggregatorSettings
+
+# A frame counts as dangerous driving from this level up ("low" is shown, not alarmed).
+DANGEROUS_FROM: RiskLevel = "medium"
+
+
+class FrameState(BaseModel):
+    """One open frame: what has arrived so far (a row of the frames table)."""
+
+    origin_message_id: UUID
+    camera_id: str
+    # Wall-clock epoch seconds when the aggregator first saw the frame.
+    first_seen: float
+    context: Optional[FrameContextMessage] = None
+    # group_index (as text: JSON object keys) -> the first result for that group.
+    results: dict[str, RiskAssessmentResultMessage] = {}
+
+
+class CameraLedger(BaseModel):
+    """Per camera: deadlines of its open frames and the ids of recently finished ones."""
+
+    open: dict[str, float] = {}
+    finished: list[str] = []
+
+
+@dataclass
+class Step:
+    """What one event changed. ``frame`` None means: remove the frame's row."""
+
+    frame: Optional[FrameState]
+    ledger_changed: bool = False
+    verdict: Optional[CameraVerdictMessage] = None
+    # Why the event changed nothing (a metrics label); nothing is to be stored then.
+    ignored: Optional[str] = None
+    # Results of a frame whose context never came: dead-lettered, not dropped.
+    orphaned: list[RiskAssessmentResultMessage] = field(default_factory=list)
+
+
+def missing_groups(frame: FrameState) -> list[int]:
+    if frame.context is None:
+        return []
+    return sorted(g for g in frame.context.assessed_groups if str(g) not in frame.results)
+
+
+def is_complete(frame: FrameState) -> bool:
+    return frame.context is not None and not missing_groups(frame)
+
+
+def max_risk(levels: list[RiskLevel]) -> RiskLevel:
+    return max(levels, key=RISK_ORDER.__getitem__, default="none")
+
+
+def build_verdict(frame: FrameState, now: datetime) -> CameraVerdictMessage:
+    context = frame.context
+    assert context is not None, "a verdict needs the frame's context"
+    results = [frame.results[k] for k in sorted(frame.results, key=int)]
+    level = max_risk([r.assessment.risk_level for r in results if r.assessment is not None])
+    missing = missing_groups(frame)
+    return CameraVerdictMessage(
+        origin_message_id=context.origin_message_id,
+        camera_id=context.camera_id,
+        camera_name=context.camera_name,
+        frame_index=context.frame_index,
+        frame_timestamp=context.frame_timestamp,
+        image_width=context.image_width,
+        image_height=context.image_height,
+        detected_objects=context.detected_objects,
+        traffic_groups=context.traffic_groups,
+        frame_preview_b64=context.frame_preview_b64,
+        process_time_ms=context.process_time_ms,
+        results=[
+            GroupVerdict(
+                group_index=r.group_index, task_id=r.task_id, status=r.status,
+                assessment=r.assessment, llm_metadata=r.llm_metadata, error=r.error,
+            )
+            for r in results
+        ],
+        missing_groups=missing,
+        max_risk_level=level,
+        has_dangerous_driving=RISK_ORDER[level] >= RISK_ORDER[DANGEROUS_FROM],
+        complete=not missing,
+        verdict_at=now,
+    )
+
+
+def _now_dt(now: float) -> datetime:
+    return datetime.fromtimestamp(now, tz=timezone.utc)
+
+
+def _finish(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
+    frame_id = str(frame.origin_message_id)
+    ledger.open.pop(frame_id, None)
+    ledger.finished.append(frame_id)
+    del ledger.finished[: -config.remember_finished]
+    return Step(frame=None, ledger_changed=True, verdict=build_verdict(frame, _now_dt(now)))
+
+
+def _settle(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
+    """After an event was added: finish the frame, or make sure its deadline is set."""
+    if is_complete(frame):
+        return _finish(frame, ledger, now, config)
+    frame_id = str(frame.origin_message_id)
+    if frame_id in ledger.open:
+        return Step(frame=frame)
+    ledger.open[frame_id] = frame.first_seen + config.deadline_s
+    return Step(frame=frame, ledger_changed=True)
+
+
+def apply_context(
+    frame: Optional[FrameState], ledger: CameraLedger, context: FrameContextMessage,
+    now: float, config: AggregatorSettings,
+) -> Step:
+    if str(context.origin_message_id) in ledger.finished:
+        return Step(frame=None, ignored="frame_finished")
+    if frame is not None and frame.context is not None:
+        return Step(frame=frame, ignored="duplicate_context")
+    if frame is None:
+        frame = FrameState(origin_message_id=context.origin_message_id, camera_id=context.camera_id, first_seen=now)
+    frame.context = context
+    return _settle(frame, ledger, now, config)
+
+
+def apply_result(
+    frame: Optional[FrameState], ledger: CameraLedger, result: RiskAssessmentResultMessage,
+    now: float, config: AggregatorSettings,
+) -> Step:
+    if str(result.origin_message_id) in ledger.finished:
+        return Step(frame=None, ignored="frame_finished")
+    if frame is not None and str(result.group_index) in frame.results:
+        return Step(frame=frame, ignored="duplicate_result")
+    if frame is None:
+        frame = FrameState(origin_message_id=result.origin_message_id, camera_id=result.camera_id, first_seen=now)
+    frame.results[str(result.group_index)] = result
+    return _settle(frame, ledger, now, config)
+
+
+def due_frames(ledger: CameraLedger, now: float) -> list[str]:
+    """Open frames whose deadline has passed, oldest deadline first."""
+    return sorted((f for f, deadline in ledger.open.items() if deadline <= now), key=ledger.open.__getitem__)
+
+
+def next_deadline(ledger: CameraLedger) -> Optional[float]:
+    return min(ledger.open.values(), default=None)
+
+
+def apply_deadline(
+    frame: Optional[FrameState], ledger: CameraLedger, frame_id: str, now: float, config: AggregatorSettings,
+) -> Step:
+    """A frame's deadline passed: its verdict lists the groups still missing. A frame
+    whose context never came cannot make a verdict; its results are handed back to be
+    dead-lettered, and its id is not remembered, so a late context still gets a verdict."""
+    if frame is None:
+        ledger.open.pop(frame_id, None)
+        return Step(frame=None, ledger_changed=True)
+    if frame.context is None:
+        ledger.open.pop(frame_id, None)
+        return Step(frame=None, ledger_changed=True, orphaned=list(frame.results.values()))
+    return _finish(frame, ledger, now, config)

@@ -1,0 +1,220 @@
+"""The aggregator's rules, called directly: completeness, deadlines, dedupe, verdict fields."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from uuid import UUID, uuid4
+
+from risk.aggregation import (
+    CameraLedger,
+    FrameState,
+    apply_context,
+    apply_deadline,
+    apply_result,
+    due_frames,
+    max_risk,
+    next_deadline,
+)
+from streamapp.models import (
+    AssessmentResult,
+    DetectedObject,
+    FrameContextMessage,
+    LLMMetadata,
+    RiskAssessmentResultMessage,
+    SpatialFeatures,
+    TrafficGroup,
+)
+from streamapp.settings import AggregatorSettings
+
+CONFIG = AggregatorSettings(deadline_s=5.0, remember_finished=3)
+T0 = 1_800_000_000.0
+FRAME_TIME = datetime(2027, 1, 15, 8, 0, tzinfo=timezone.utc)
+
+
+def context(groups: int = 3, assessed: dict[int, UUID] | None = None, frame_id: UUID | None = None) -> FrameContextMessage:
+    objects = [DetectedObject(object_id=i, class_id=2, class_name="car", confidence=0.9, bbox=(10 * i, 0, 10 * i + 8, 8))
+               for i in range(2 * groups)]
+    features = SpatialFeatures(object_count=2, vehicle_count=2, pedestrian_count=0, density=0.1, avg_spacing=1, min_spacing=1)
+    traffic_groups = [TrafficGroup(group_index=g, object_ids=[2 * g, 2 * g + 1], bbox=(0, 0, 20, 8), classes=["car"],
+                                   spatial_features=features) for g in range(groups)]
+    return FrameContextMessage(
+        origin_message_id=frame_id or uuid4(), camera_id="cam-1", frame_index=7, frame_timestamp=FRAME_TIME,
+        image_width=640, image_height=480, detected_objects=objects, traffic_groups=traffic_groups,
+        frame_preview_b64="aGVsbG8=",
+        assessed_groups=assessed if assessed is not None else {g: uuid4() for g in range(groups)},
+    )
+
+
+def result(ctx: FrameContextMessage, group: int, level: str = "low", task_id: UUID | None = None) -> RiskAssessmentResultMessage:
+    return RiskAssessmentResultMessage(
+        task_id=task_id or ctx.assessed_groups[group], origin_message_id=ctx.origin_message_id, camera_id=ctx.camera_id,
+        group_index=group, frame_timestamp=ctx.frame_timestamp, status="success",
+        assessment=AssessmentResult(risk_level=level, risk_types=["tailgating"] if level != "none" else [],
+                                    description=f"group {group}", confidence=0.8),
+        llm_metadata=LLMMetadata(model="heuristic", assessor="heuristic", latency_ms=1.0),
+    )
+
+
+class Frames:
+    """Plays the agent's part: keeps the rows the rules hand back."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, FrameState] = {}
+        self.ledger = CameraLedger()
+        self.verdicts = []
+        self.ignored = []
+
+    def _keep(self, frame_id: str, step) -> None:
+        if step.ignored:
+            self.ignored.append(step.ignored)
+            return
+        if step.frame is None:
+            self.rows.pop(frame_id, None)
+        else:
+            self.rows[frame_id] = step.frame
+        if step.verdict is not None:
+            self.verdicts.append(step.verdict)
+
+    def context(self, ctx: FrameContextMessage, now: float = T0):
+        frame_id = str(ctx.origin_message_id)
+        step = apply_context(self.rows.get(frame_id), self.ledger, ctx, now, CONFIG)
+        self._keep(frame_id, step)
+        return step
+
+    def result(self, res: RiskAssessmentResultMessage, now: float = T0):
+        frame_id = str(res.origin_message_id)
+        step = apply_result(self.rows.get(frame_id), self.ledger, res, now, CONFIG)
+        self._keep(frame_id, step)
+        return step
+
+    def tick(self, now: float):
+        steps = []
+        for frame_id in due_frames(self.ledger, now):
+            step = apply_deadline(self.rows.get(frame_id), self.ledger, frame_id, now, CONFIG)
+            self._keep(frame_id, step)
+            steps.append(step)
+        return steps
+
+
+def test_verdict_is_emitted_once_every_assessed_group_has_a_result():
+    agg, ctx = Frames(), context(groups=3)
+    agg.context(ctx)
+    agg.result(result(ctx, 0, "low"))
+    agg.result(result(ctx, 2, "high"))
+    assert agg.verdicts == []
+    agg.result(result(ctx, 1, "none"))
+    [verdict] = agg.verdicts
+    assert verdict.complete and verdict.missing_groups == []
+    assert [r.group_index for r in verdict.results] == [0, 1, 2]
+    assert verdict.max_risk_level == "high" and verdict.has_dangerous_driving
+    assert verdict.frame_preview_b64 == ctx.frame_preview_b64 and verdict.frame_index == 7
+    assert len(verdict.detected_objects) == 6 and len(verdict.traffic_groups) == 3
+    assert agg.rows == {} and agg.ledger.open == {}
+
+
+def test_results_before_the_context_wait_for_it():
+    agg, ctx = Frames(), context(groups=2)
+    agg.result(result(ctx, 0))
+    agg.result(result(ctx, 1))
+    assert agg.verdicts == [] and str(ctx.origin_message_id) in agg.ledger.open
+    agg.context(ctx, now=T0 + 1)
+    [verdict] = agg.verdicts
+    assert verdict.complete and len(verdict.results) == 2
+
+
+def test_frame_without_assessed_groups_gets_its_verdict_from_the_context_alone():
+    agg, ctx = Frames(), context(groups=2, assessed={})
+    agg.context(ctx)
+    [verdict] = agg.verdicts
+    assert verdict.complete and verdict.results == [] and verdict.max_risk_level == "none"
+    assert not verdict.has_dangerous_driving and agg.rows == {}
+
+
+def test_redelivered_result_with_the_same_task_id_is_ignored():
+    agg, ctx = Frames(), context(groups=2)
+    agg.context(ctx)
+    first = result(ctx, 0, "low")
+    agg.result(first)
+    agg.result(first.model_copy(update={"assessment": AssessmentResult(risk_level="high")}))
+    assert agg.ignored == ["duplicate_result"]
+    agg.result(result(ctx, 1, "none"))
+    [verdict] = agg.verdicts
+    assert verdict.max_risk_level == "low"
+
+
+def test_result_arriving_after_the_verdict_cannot_make_a_second_one():
+    agg, ctx = Frames(), context(groups=1)
+    agg.context(ctx)
+    res = result(ctx, 0)
+    agg.result(res)
+    agg.result(res)
+    agg.context(ctx)
+    assert len(agg.verdicts) == 1
+    assert agg.ignored == ["frame_finished", "frame_finished"]
+    assert agg.rows == {}
+
+
+def test_deadline_emits_a_verdict_naming_the_missing_groups():
+    agg, ctx = Frames(), context(groups=3)
+    agg.context(ctx, now=T0)
+    agg.result(result(ctx, 1, "medium"), now=T0 + 1)
+    assert next_deadline(agg.ledger) == T0 + CONFIG.deadline_s
+    assert agg.tick(T0 + 4.9) == []
+    agg.tick(T0 + 5.0)
+    [verdict] = agg.verdicts
+    assert not verdict.complete and verdict.missing_groups == [0, 2]
+    assert verdict.max_risk_level == "medium"
+    agg.result(result(ctx, 0), now=T0 + 6)
+    assert len(agg.verdicts) == 1 and agg.ignored == ["frame_finished"]
+
+
+def test_results_whose_context_never_came_are_handed_back_for_the_dlq_at_the_deadline():
+    agg, ctx = Frames(), context(groups=2)
+    agg.result(result(ctx, 0), now=T0)
+    [step] = agg.tick(T0 + 5)
+    assert [r.group_index for r in step.orphaned] == [0]
+    assert agg.verdicts == [] and agg.rows == {} and agg.ledger.open == {}
+    # Not remembered as finished: a late context still gets its (partial) verdict.
+    agg.context(ctx, now=T0 + 6)
+    agg.tick(T0 + 11)
+    [verdict] = agg.verdicts
+    assert verdict.missing_groups == [0, 1]
+
+
+def test_finished_frame_memory_is_bounded_per_camera():
+    agg = Frames()
+    contexts = [context(groups=1, assessed={}) for _ in range(5)]
+    for ctx in contexts:
+        agg.context(ctx)
+    assert agg.ledger.finished == [str(c.origin_message_id) for c in contexts[-CONFIG.remember_finished:]]
+
+
+def test_second_result_for_an_answered_group_from_a_rerun_fanout_is_ignored():
+    agg, ctx = Frames(), context(groups=2)
+    agg.context(ctx)
+    agg.result(result(ctx, 0, "low"))
+    agg.result(result(ctx, 0, "high", task_id=uuid4()))
+    assert agg.ignored == ["duplicate_result"]
+
+
+def test_max_risk_orders_levels_and_defaults_to_none():
+    assert max_risk([]) == "none"
+    assert max_risk(["low", "high", "medium"]) == "high"
+    assert max_risk(["none", "low"]) == "low"
+
+
+def test_low_risk_is_shown_but_not_dangerous_driving():
+    agg, ctx = Frames(), context(groups=1)
+    agg.context(ctx)
+    agg.result(result(ctx, 0, "low"))
+    [verdict] = agg.verdicts
+    assert verdict.max_risk_level == "low" and not verdict.has_dangerous_driving
+
+
+def test_frame_state_round_trips_through_json_as_stored_in_the_table():
+    ctx = context(groups=2)
+    agg = Frames()
+    agg.context(ctx)
+    agg.result(result(ctx, 1))
+    row = agg.rows[str(ctx.origin_message_id)]
+    again = FrameState.model_validate_json(row.model_dump_json(exclude_none=True))
+    assert again == row
