@@ -8,7 +8,7 @@ from tables.cooldowns import fanout_cooldowns
 @app.agent(topics.detection_results)
 async def fanout(stream):
     async for message in stream:
-        plan = plan_fanout(message, settings.fanout, fanout_cooldowns[message.camera_id])
+        plan = plan_fanout(message, settings.fanout, fanout_cooldowns.get(message.camera_id))
         metrics.FRAMES_IN.inc()
         # The context goes first so the aggregator usually has it before the results.
         await topics.frame_context.send(key=message.camera_id, value=plan.context)

@@ -117,8 +117,14 @@ def with_model_values(table: Any, model: Type[BaseModel]) -> Any:
 class DeadLetteringTopic(faust.Topic):
     """A topic whose undecodable messages go to the DLQ instead of crashing the agent."""
 
-    dlq: Optional[faust.Topic] = None
-    worker_id: str = "unknown"
+    def __init__(self, *args: Any, dlq: Optional[faust.TopicT] = None, worker_id: str = "unknown", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dlq = dlq
+        self.worker_id = worker_id
+
+    def _clone_args(self) -> dict:
+        # Agents work on clones of their topic; the DLQ must travel with them.
+        return {**super()._clone_args(), "dlq": self.dlq, "worker_id": self.worker_id}
 
     async def on_key_decode_error(self, exc: Exception, message: Any) -> None:
         await self._send_dead_letter(exc, message, "key_decode_error")
@@ -133,7 +139,8 @@ class DeadLetteringTopic(faust.Topic):
         )
         log.warning("dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, letter.error)
         metrics.DLQ_MESSAGES.labels(reason=reason, source=message.topic).inc()
-        assert self.dlq is not None, "DeadLetteringTopic needs its dlq topic"
+        if self.dlq is None:
+            raise RuntimeError(f"{message.topic} has no DLQ topic configured; refusing to drop the message")
         await self.dlq.send(key=message.key, value=letter)
 
 

@@ -47,8 +47,9 @@ class Topics:
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
-    def declare(field: str, cls: type = DeadLetteringTopic) -> faust.TopicT:
+    def declare(field: str, **extra: object) -> faust.TopicT:
         spec: TopicSpec = getattr(settings.topics, field)
+        cls = DeadLetteringTopic if extra else faust.Topic
         return cls(
             app,
             topics=[spec.name],
@@ -58,11 +59,11 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             compacting=spec.compacted,
             replicas=settings.kafka.replication_factor,
             config=topic_config(spec, settings.kafka),
+            **extra,
         )
 
-    dlq = declare("dlq", faust.Topic)
-    topics = {field: declare(field) for field in TOPIC_MODELS if field != "dlq"}
-    for topic in topics.values():
-        topic.dlq = dlq
-        topic.worker_id = settings.app.worker_id
+    dlq = declare("dlq")
+    topics = {
+        field: declare(field, dlq=dlq, worker_id=settings.app.worker_id) for field in TOPIC_MODELS if field != "dlq"
+    }
     return Topics(dlq=dlq, **topics)

@@ -9,7 +9,6 @@ from streamapp.app import app, settings
 
 fanout_cooldowns = app.Table(
     "fanout-cooldowns",
-    default=None,
     partitions=settings.topics.detection_results.partitions,
     schema=faust.Schema(key_type=str, value_type=float, key_serializer="json", value_serializer="json"),
     help="camera_id -> frame time of the last frame sent for assessment",
