@@ -72,10 +72,12 @@ function drawFrame(cam, result) {
     const risks = groupRisks(result);
     ctx.lineWidth = line * 2;
     for (const group of result.trafficGroups || []) {
-      const level = risks.get(group.groupIndex) || "none";
+      const level = group.riskLevel || risks.get(group.groupIndex) || "none";
+      const assessed = group.assessed ?? risks.has(group.groupIndex);
       const [x1, y1, x2, y2] = group.bbox;
       ctx.strokeStyle = riskColour(level);
-      ctx.setLineDash(risks.has(group.groupIndex) ? [] : [4 * line, 3 * line]);
+      // Groups not sent for assessment are outlined dashed.
+      ctx.setLineDash(assessed ? [] : [4 * line, 3 * line]);
       ctx.strokeRect(x1 - line, y1 - line, x2 - x1 + 2 * line, y2 - y1 + 2 * line);
     }
     ctx.setLineDash([]);
@@ -191,10 +193,11 @@ async function getJson(path) {
   return response.json();
 }
 
-function renderHealth(stats) {
+function renderHealth(stats, problem) {
   const dl = $("health");
   dl.replaceChildren();
-  for (const [label, value] of healthItems(stats)) {
+  dl.dataset.status = problem ? "unknown" : stats.status;
+  for (const [label, value] of problem ? [["stats", problem]] : healthItems(stats)) {
     const row = el("div");
     row.append(el("dt", "", label), el("dd", "", String(value)));
     dl.append(row);
@@ -202,21 +205,17 @@ function renderHealth(stats) {
 }
 
 function healthItems(stats) {
-  // Show the scalar figures /stats reports, one level deep, as "section.field".
-  const items = [];
-  for (const [key, value] of Object.entries(stats || {})) {
-    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-      for (const [sub, v] of Object.entries(value)) {
-        if (typeof v !== "object") items.push([`${key}.${sub}`, typeof v === "number" ? round(v) : v]);
-      }
-    } else if (typeof value !== "object") {
-      items.push([key, typeof value === "number" ? round(value) : value]);
-    }
-  }
-  return items.slice(0, 12);
+  const sum = (obj) => (obj ? Object.values(obj).reduce((a, b) => a + b, 0) : "?");
+  const relay = stats.relay || {};
+  return [
+    ["worker", `${stats.worker_id} ${stats.status}`],
+    ["partitions", (stats.assigned_partitions || []).length],
+    ["consumer lag", sum(stats.consumer_lag)],
+    ["DLQ", stats.dlq_messages ?? "?"],
+    ["browsers", relay.clients ?? "?"],
+    ["dropped", relay.dropped_messages ?? 0],
+  ];
 }
-
-const round = (v) => (Number.isInteger(v) ? v : v.toFixed(2));
 
 function renderKeys(body, problem) {
   const keys = Array.isArray(body) ? body : (body && body.keys) || [];
@@ -233,11 +232,13 @@ function renderKeys(body, problem) {
     tbody.append(row);
   }
   $("keys-empty").hidden = keys.length > 0;
-  if (problem) $("keys-empty").textContent = `Key pool unavailable (${problem}).`;
+  $("keys-empty").textContent = problem
+    ? `Key pool unavailable (${problem}).`
+    : "No LLM keys configured: the local heuristic assesses.";
 }
 
 async function poll() {
-  try { renderHealth(await getJson("/stats")); } catch (err) { renderHealth({ stats: err.message }); }
+  try { renderHealth(await getJson("/stats")); } catch (err) { renderHealth(null, err.message); }
   try { renderKeys(await getJson("/keys")); } catch (err) { renderKeys([], err.message); }
 }
 
