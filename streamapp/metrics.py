@@ -24,3 +24,15 @@ WS_DROPPED = Counter("trafficrisk_websocket_dropped_total", "Messages dropped fo
 RELAY_DUPLICATES = Counter("trafficrisk_relay_duplicate_verdicts_total", "Re-emitted verdicts not relayed again")
 CONSUMER_LAG = Gauge("trafficrisk_consumer_lag", "Messages not yet committed by the app's consumer group", ["topic"])
 DLQ_SIZE = Gauge("trafficrisk_dlq_size", "Messages held in the DLQ topic")
+
+# Detector runner (`trafficrisk detect`).
+DETECTOR_FRAMES = Counter("trafficrisk_detector_frames_total", "Sampled frames by what the model did", ["outcome"])
+DETECTOR_DROPPED = Counter("trafficrisk_detector_dropped_frames_total", "Frames dropped from a full detector queue")
+DETECTOR_LATENCY = Histogram(
+    "trafficrisk_detector_latency_seconds", "From frame capture to finished detection message",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+)
+DETECTOR_OBJECTS = Counter("trafficrisk_detector_objects_total", "Objects detected")
+DETECTOR_GROUPS = Counter("trafficrisk_detector_groups_total", "Traffic groups formed")
+DETECTOR_SENT = Counter("trafficrisk_detector_messages_total", "Messages the detector produced", ["topic", "outcome"])
+CAMERA_STATUS = Gauge("trafficrisk_camera_status", "Camera status: 1 online, 0 offline, 2 fault", ["camera_id"])

@@ -133,12 +133,58 @@ class RelaySettings(_Section):
     seed_per_partition: int = Field(default=50, ge=0)
 
 
+class DetectorSettings(_Section):
+    """The detector runner (`trafficrisk detect`): model, sampling, grouping, crops, speed-ups."""
+
+    # None: the cached YOLOv8n ONNX export (`python -m detector.assets` fetches it).
+    # .pt, .onnx and OpenVINO folders all work.
+    model: Optional[Path] = None
+    confidence: float = Field(default=0.35, ge=0, le=1)
+    iou: float = Field(default=0.5, ge=0, le=1)
+    imgsz: int = Field(default=640, ge=32)
+    max_det: int = Field(default=100, ge=1)
+    classes: list[str] = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+    # Frames from several cameras per model call (needs a model with a dynamic batch axis).
+    batch_size: int = Field(default=1, ge=1)
+    sample_interval_s: float = Field(default=1.8, gt=0)
+    tracking: bool = True
+    # Tracks survive this many sampled frames without a match.
+    track_buffer: int = Field(default=5, ge=1)
+    # Two objects are grouped when the gap between their boxes is at most this many
+    # times their mean size (sqrt of box area): the same on a 4K and a 640 px camera.
+    group_gap: float = Field(default=1.0, ge=0)
+    min_group_size: int = Field(default=2, ge=2)
+    pedestrian_classes: list[str] = ["person"]
+    vehicle_classes: list[str] = ["bicycle", "car", "motorcycle", "bus", "truck"]
+    crop_margin: float = Field(default=0.15, ge=0)
+    crop_max_side: int = Field(default=640, ge=32)
+    crop_quality: int = Field(default=80, ge=10, le=100)
+    preview_max_side: int = Field(default=640, ge=32)
+    preview_quality: int = Field(default=70, ge=10, le=100)
+    # Crops shrink until a message fits; Kafka's default limit is 1 MiB.
+    max_message_bytes: int = Field(default=900_000, ge=50_000)
+    # Motion gating: skip the model when a frame barely differs from the last detected
+    # one (share of changed pixels below motion_threshold), but re-detect at least
+    # every motion_max_age_s.
+    motion_gating: bool = False
+    motion_threshold: float = Field(default=0.01, ge=0, le=1)
+    motion_max_age_s: float = Field(default=9.0, gt=0)
+    # Frames waiting for the model, all cameras together; the oldest is dropped when full.
+    queue_size: int = Field(default=64, ge=1)
+    reconnect_initial_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    use_kafka: bool = True
+    # Listen on the camera-control topic for start/stop/check commands from browsers.
+    control: bool = True
+
+
 class Settings(_Section):
     app: AppSettings = AppSettings()
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicsSettings = TopicsSettings()
     web: WebSettings = WebSettings()
     fanout: FanoutSettings = FanoutSettings()
+    detector: DetectorSettings = DetectorSettings()
     aggregator: AggregatorSettings = AggregatorSettings()
     relay: RelaySettings = RelaySettings()
 

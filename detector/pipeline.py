@@ -1,0 +1,137 @@
+"""From sampled frames to `DetectionResultMessage`s: detect, track, group, crop.
+
+One `DetectionPipeline` serves every camera of a runner with one shared model; each
+camera keeps its own tracker and motion gate. Finished messages go to the sinks: the
+Kafka producer (`use_kafka`) and/or a callback (the seed's in-process WebSocket push).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional, Protocol, Sequence
+
+import numpy as np
+
+from detector import crops
+from detector.capture import Frame
+from detector.grouping import group_indices, spatial_features, union_box
+from detector.motion import MotionGate
+from detector.tracking import CameraTracker
+from detector.yolo import Detection
+from streamapp import metrics
+from streamapp.models import DetectedObject, DetectionResultMessage, TrafficGroup
+from streamapp.settings import DetectorSettings
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[DetectionResultMessage], None]
+MIN_CROP_SIDE = 96
+
+
+class Detector(Protocol):
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+
+
+def build_groups(
+    frame: np.ndarray, objects: Sequence[DetectedObject], settings: DetectorSettings,
+    crop_side: Optional[int], crop_quality: int,
+) -> list[TrafficGroup]:
+    """Groups of nearby objects with their features and (when crop_side is set) crops."""
+    groups = []
+    for index, members in enumerate(group_indices([o.bbox for o in objects], settings.group_gap, settings.min_group_size)):
+        chosen = [objects[i] for i in members]
+        box = union_box([o.bbox for o in chosen])
+        groups.append(TrafficGroup(
+            group_index=index,
+            object_ids=[o.object_id for o in chosen],
+            bbox=box,
+            classes=sorted({o.class_name for o in chosen}),
+            spatial_features=spatial_features(chosen, settings.pedestrian_classes, settings.vehicle_classes),
+            crop_jpeg_b64=crops.crop_b64(frame, box, settings.crop_margin, crop_side, crop_quality) if crop_side else None,
+        ))
+    return groups
+
+
+def build_message(frame: Frame, objects: list[DetectedObject], settings: DetectorSettings) -> DetectionResultMessage:
+    """The message for one frame, its crops shrunk until it fits `max_message_bytes`."""
+    height, width = frame.image.shape[:2]
+    message = DetectionResultMessage(
+        camera_id=frame.camera_id, camera_name=frame.camera_name, frame_index=frame.index,
+        timestamp=frame.captured_at, image_width=width, image_height=height,
+        detected_objects=objects,
+        frame_preview_b64=crops.preview_b64(frame.image, settings.preview_max_side, settings.preview_quality),
+    )
+    side, quality = settings.crop_max_side, settings.crop_quality
+    while True:
+        message.traffic_groups = build_groups(frame.image, objects, settings, side, quality)
+        if side is None or len(message.to_bytes()) <= settings.max_message_bytes:
+            break
+        if side > MIN_CROP_SIDE:
+            side, quality = max(int(side * 0.7), MIN_CROP_SIDE), max(quality - 10, 40)
+        else:
+            # Still too big at thumbnail size: send the groups without crops.
+            log.warning("camera %s: %d groups do not fit %d bytes even as thumbnails; crops left out",
+                        frame.camera_id, len(message.traffic_groups), settings.max_message_bytes)
+            side = None
+    return message
+
+
+def to_objects(detections: Sequence[Detection], tracks: Optional[Sequence] = None) -> list[DetectedObject]:
+    return [
+        DetectedObject(
+            object_id=i, class_id=d.class_id, class_name=d.class_name, confidence=d.confidence,
+            bbox=tuple(max(v, 0.0) for v in d.bbox),
+            track_id=tracks[i].track_id if tracks else None,
+            velocity=tracks[i].velocity if tracks else None,
+        )
+        for i, d in enumerate(detections)
+    ]
+
+
+class CameraState:
+    """What one camera remembers between its frames."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.tracker = CameraTracker(settings.track_buffer) if settings.tracking else None
+        self.gate = MotionGate(settings.motion_threshold, settings.motion_max_age_s) if settings.motion_gating else None
+        self.objects: list[DetectedObject] = []
+
+    def needs_detection(self, frame: Frame) -> bool:
+        return self.gate is None or self.gate.should_detect(frame.image, frame.t)
+
+    def update(self, frame: Frame, detections: Sequence[Detection]) -> list[DetectedObject]:
+        tracks = self.tracker.update(detections, frame.t, frame.image.shape[:2]) if self.tracker else None
+        self.objects = to_objects(detections, tracks)
+        return self.objects
+
+
+class DetectionPipeline:
+    def __init__(self, settings: DetectorSettings, detector: Detector, sinks: Sequence[Sink] = ()) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.sinks = list(sinks)
+        self.cameras: dict[str, CameraState] = {}
+
+    def forget(self, camera_id: str) -> None:
+        self.cameras.pop(camera_id, None)
+
+    def process(self, frames: Sequence[Frame]) -> list[DetectionResultMessage]:
+        """One batch, at most one frame per camera is best (tracking sees them in order anyway)."""
+        states = [self.cameras.setdefault(f.camera_id, CameraState(self.settings)) for f in frames]
+        todo = [i for i, (f, s) in enumerate(zip(frames, states)) if s.needs_detection(f)]
+        detections = dict(zip(todo, self.detector.detect([frames[i].image for i in todo])))
+        metrics.DETECTOR_FRAMES.labels("detected").inc(len(todo))
+        metrics.DETECTOR_FRAMES.labels("gated").inc(len(frames) - len(todo))
+        messages = []
+        for i, (frame, state) in enumerate(zip(frames, states)):
+            # A gated frame keeps the last objects: the scene has not moved since.
+            objects = state.update(frame, detections[i]) if i in detections else state.objects
+            message = build_message(frame, objects, self.settings)
+            message.process_time_ms = (time.monotonic() - frame.taken) * 1000
+            metrics.DETECTOR_LATENCY.observe(message.process_time_ms / 1000)
+            metrics.DETECTOR_OBJECTS.inc(len(message.detected_objects))
+            metrics.DETECTOR_GROUPS.inc(len(message.traffic_groups))
+            messages.append(message)
+            for sink in self.sinks:
+                sink(message)
+        return messages
