@@ -1,3 +1,7 @@
+# >>> TEMPORARY NOTE FOR THE ENGINEERS WORKING IN PARALLEL (the lead removes it at the end):
+# >>> your task prompt contained "$(cat /tmp/common_context.md)" unexpanded: READ /tmp/common_context.md NOW.
+# >>> It has the git discipline (commit only your own paths; never git add -A/stash/reset), time limits
+# >>> (finish and commit by 20:55 UTC) and what already exists. Do not remove this note.
 """Typed settings, loaded once per process from YAML plus ``TRAFFICRISK_*`` variables.
 
 The YAML file is ``$TRAFFICRISK_CONFIG`` or ``config/trafficrisk.yaml``. Values may
@@ -113,6 +117,34 @@ class FanoutSettings(_Section):
     max_tasks_per_frame: int = Field(default=8, ge=1)
 
 
+class LLMSettings(_Section):
+    """The assessor: an OpenAI-compatible vision model behind the key pool, or the
+    local heuristic when the keys file names no usable key."""
+
+    keys_file: Path = Path("config/api_keys.yaml")
+    base_url: str = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    model: str = "qwen-vl-plus"
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # Per call; far below app.stream_processing_timeout_s even with every retry.
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    # Tasks assessed at once per worker (Faust agent concurrency).
+    concurrency: int = Field(default=32, ge=1, le=512)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=20.0, gt=0)
+    # A task still unanswered after this long goes to the DLQ (reason deadline_exceeded).
+    task_deadline_s: float = Field(default=180.0, gt=0)
+    max_tokens: int = Field(default=300, ge=16)
+    temperature: float = Field(default=0.1, ge=0, le=2)
+    # Pace at this share of each published limit, to absorb clock and network jitter.
+    pacing_safety: float = Field(default=0.995, gt=0.5, le=1.0)
+    # Label results of the heuristic when every key is disabled (else they go to the DLQ).
+    heuristic_fallback: bool = True
+    # Compacted topic holding the shared key state and worker heartbeats.
+    state_topic: str = "keypool-state"
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+
+
 class AggregatorSettings(_Section):
     # A frame whose assessed groups are not all answered this long after the aggregator
     # first saw it gets a verdict that lists the missing groups.
@@ -185,24 +217,25 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     fanout: FanoutSettings = FanoutSettings()
     detector: DetectorSettings = DetectorSettings()
+    llm: LLMSettings = LLMSettings()
     aggregator: AggregatorSettings = AggregatorSettings()
     relay: RelaySettings = RelaySettings()
 
     source: Optional[Path] = Field(default=None, exclude=True)
 
 
-def interpolate(node: Any, source: str, path: tuple = ()) -> Any:
+def interpolate(node: Any, source: str, environ: Mapping[str, str], path: tuple = ()) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
     if isinstance(node, dict):
-        return {k: interpolate(v, source, path + (k,)) for k, v in node.items()}
+        return {k: interpolate(v, source, environ, path + (k,)) for k, v in node.items()}
     if isinstance(node, list):
-        return [interpolate(v, source, path + (i,)) for i, v in enumerate(node)]
+        return [interpolate(v, source, environ, path + (i,)) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value is None:
             if default is None:
                 field = ".".join(map(str, path)) or "<root>"
@@ -216,7 +249,7 @@ def interpolate(node: Any, source: str, path: tuple = ()) -> Any:
     return yaml.safe_load(result) if whole and result != "" else result
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, environ: Optional[Mapping[str, str]] = None) -> dict:
     """Parse one YAML file into a dict, with interpolation, or raise ConfigError."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -226,7 +259,7 @@ def read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return interpolate(raw, str(path))
+    return interpolate(raw, str(path), os.environ if environ is None else environ)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
@@ -260,7 +293,14 @@ def load_settings(path: Optional[Path] = None, environ: Optional[Mapping[str, st
         path = Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else DEFAULT_CONFIG
         if not environ.get(CONFIG_ENV) and not path.exists():
             path = None
-    data = read_yaml(path) if path is not None else {}
+    data = read_yaml(path, environ) if path is not None else {}
+    # A topic given in part (say, only its partitions) keeps its other defaults.
+    topics = data.get("topics") or {}
+    if not isinstance(topics, dict):
+        raise ConfigError(f"{path}: topics: must be a mapping")
+    data["topics"] = {
+        name: {**spec.model_dump(), **(topics.get(name) or {})} for name, spec in TopicsSettings()
+    } | {name: value for name, value in topics.items() if name not in TopicsSettings.model_fields}
     overrides = _env_overrides(environ)
     for keys, value in overrides.items():
         node = data
