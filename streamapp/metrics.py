@@ -25,6 +25,16 @@ RELAY_DUPLICATES = Counter("trafficrisk_relay_duplicate_verdicts_total", "Re-emi
 CONSUMER_LAG = Gauge("trafficrisk_consumer_lag", "Messages not yet committed by the app's consumer group", ["topic"])
 DLQ_SIZE = Gauge("trafficrisk_dlq_size", "Messages held in the DLQ topic")
 
+# Key pool and assessor (labels carry key NAMES only, never secrets).
+LLM_CALLS = Counter("trafficrisk_llm_calls_total", "LLM calls by key name and outcome", ["key", "outcome"])
+LLM_RATE_LIMITED = Counter("trafficrisk_llm_rate_limited_total", "LLM calls answered 429", ["key"])
+LLM_LATENCY = Histogram(
+    "trafficrisk_llm_latency_seconds", "LLM call latency", ["key"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+KEY_STATES = Gauge("trafficrisk_llm_keys", "Keys of the pool by state", ["state"])
+ASSESSMENTS = Counter("trafficrisk_assessments_total", "Assessed tasks by assessor and status", ["assessor", "status"])
+
 # Detector runner (`trafficrisk detect`).
 DETECTOR_FRAMES = Counter("trafficrisk_detector_frames_total", "Sampled frames by what the model did", ["outcome"])
 DETECTOR_DROPPED = Counter("trafficrisk_detector_dropped_frames_total", "Frames dropped from a full detector queue")
