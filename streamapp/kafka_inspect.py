@@ -51,26 +51,30 @@ async def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, in
         await consumer.stop()
 
 
-async def consumer_lag(settings: Settings, group_id: str) -> dict[str, int]:
-    """Per topic: messages the group has not committed yet (all partitions, all workers)."""
+async def consumer_lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
+    """Per topic: messages the group has not committed yet, over all partitions (all
+    workers). A partition without a committed offset counts from its beginning."""
     admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings.kafka), client_id=f"{settings.app.id}-inspect")
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group_id)
     finally:
         await admin.close()
-    if not committed:
-        return {}
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(list(committed))
+        tps = await topic_partitions(consumer, topics)
+        if not tps:
+            return {}
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
     finally:
         await consumer.stop()
     lag: dict[str, int] = defaultdict(int)
-    for tp, meta in committed.items():
-        if meta.offset >= 0:
-            lag[tp.topic] += max(0, ends[tp] - meta.offset)
+    for tp in tps:
+        meta = committed.get(tp)
+        position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+        lag[tp.topic] += max(0, ends[tp] - position)
     return dict(lag)
 
 

@@ -33,10 +33,16 @@ def key_pool_summary() -> Optional[dict]:
     return pool_summary()
 
 
+def source_topics() -> list[str]:
+    """The topics this app's agents consume."""
+    return sorted({name for agent in app.agents.values() for name in getattr(agent.channel, "topics", ())})
+
+
 async def cluster_figures() -> dict:
     """Consumer lag per topic and DLQ size; also published as gauges."""
     lag, sizes = await asyncio.wait_for(
-        asyncio.gather(consumer_lag(settings, app.conf.id), topic_sizes(settings, [settings.topics.dlq.name])),
+        asyncio.gather(consumer_lag(settings, app.conf.id, source_topics()),
+                       topic_sizes(settings, [settings.topics.dlq.name])),
         _CLUSTER_TIMEOUT_S,
     )
     for topic, value in lag.items():
