@@ -173,7 +173,7 @@ class FakeProvider:
     # ---- the API -----------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        now = time.monotonic()
+        now, arrived = time.monotonic(), time.time()
         auth = request.headers.get("Authorization", "")
         key = self.keys.get(auth[7:] if auth.startswith("Bearer ") else "")
         raw = await request.read()
@@ -182,7 +182,7 @@ class FakeProvider:
         status = response.status
         self.counters.add(status)
         self.by_key.setdefault(name or "<unknown>", Counters()).add(status)
-        self.log.append({"t": time.time(), "key": name, "status": status,
+        self.log.append({"t": arrived, "key": name, "status": status,
                          "agent": request.headers.get("User-Agent", "")})
         return response
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import AsyncIterator, Optional
 from uuid import uuid4
+
+import yaml
 
 from bench.fake_provider import FakeProvider
 from llm.keyconfig import KeyPoolConfig
 from llm.keypool import KeyPool
 from streamapp.models import AssessmentTaskMessage, DetectedObject, SpatialFeatures, TrafficGroup
+from tests.support import ROOT, free_port
 
 SECRET_PREFIX = "sk-test-"
 
@@ -24,7 +33,8 @@ def pool_config(keys: list[dict], accounts: Optional[dict] = None, **extra) -> K
     return KeyPoolConfig.model_validate({
         "accounts": accounts or {},
         "keys": [{"name": k["name"], "api_key": k["api_key"], "account": k.get("account"),
-                  **({"qps_limit": k["rps"]} if k.get("rps") else {})} for k in keys],
+                  **({"qps_limit": k["rps"]} if k.get("rps") else {}),
+                  **({"priority": k["priority"]} if "priority" in k else {})} for k in keys],
         **extra})
 
 
@@ -58,3 +68,37 @@ def make_task(*, pedestrian_gap: float = 0.4, priority: int = 2, camera: str = "
                          crop_jpeg_b64=base64.b64encode(b"\xff\xd8fake-jpeg\xff\xd9").decode() if with_crop else None)
     return AssessmentTaskMessage(origin_message_id=uuid4(), camera_id=camera, frame_timestamp=datetime.now(timezone.utc),
                                  image_width=640, image_height=480, group=group, objects=objects, priority=priority)
+
+
+class ProviderProcess:
+    """`python -m bench.fake_provider` as a child process, with its admin API."""
+
+    def __init__(self, config: dict, workdir: Path) -> None:
+        path = workdir / "provider.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self.log_path = workdir / "provider.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.fake_provider", "--config", str(path),
+                                      "--port", str(self.port)], cwd=ROOT, stdout=open(self.log_path, "wb"),
+                                     stderr=subprocess.STDOUT)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        deadline = time.monotonic() + 30
+        while "fake provider on" not in self.log_path.read_text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.1)
+
+    def admin(self, path: str, body: Optional[dict] = None):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         method="POST" if body is not None else "GET")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=15) as response:
+        return response.read().decode()
