@@ -150,6 +150,7 @@ function setConnected(state, detail) {
   $("ws-state").dataset.state = state;
   $("ws-state").textContent = state === "open" ? "live" : state;
   $("ws-banner").hidden = state === "open";
+  document.body.dataset.ws = state;
   if (detail) $("ws-banner-detail").textContent = detail;
 }
 
