@@ -30,13 +30,17 @@ class CameraControl:
         self.settings = settings
         self.runner = runner
         self.topic = settings.topics.camera_control.name
+        # Set once partitions are assigned: commands sent from then on are seen.
+        self.ready = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            self.topic, **aiokafka_kwargs(self.settings.kafka),
+            **aiokafka_kwargs(self.settings.kafka),
             group_id=f"{self.settings.app.id}-detector", auto_offset_reset="latest", enable_auto_commit=True,
         )
         await consumer.start()
+        consumer.subscribe([self.topic])
+        ready = asyncio.ensure_future(self._mark_ready(consumer))
         try:
             async for record in consumer:
                 try:
@@ -50,9 +54,22 @@ class CameraControl:
                     )
                     self.runner.producer.send(self.settings.topics.dlq.name, record.topic, envelope)
                     continue
-                await self.handle(command)
+                try:
+                    await self.handle(command)
+                except Exception:  # noqa: BLE001 - one failed command must not end the control loop
+                    log.exception("camera command %s for %s failed", command.action, command.camera_id)
         finally:
+            ready.cancel()
             await consumer.stop()
+
+    async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
+        # "latest" is resolved per partition after assignment; only then is a command
+        # sent now sure to be read.
+        while not consumer.assignment():
+            await asyncio.sleep(0.05)
+        for partition in consumer.assignment():
+            await consumer.position(partition)
+        self.ready.set()
 
     async def handle(self, command: CameraControlMessage) -> None:
         log.info("camera command %s for %s", command.action, command.camera_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Optional
 
 from aiokafka import AIOKafkaProducer
@@ -31,7 +32,7 @@ class DetectionKafkaProducer:
         self.status_topic = settings.topics.camera_status.name
         self._producer: Optional[AIOKafkaProducer] = None
         self._pending: set[asyncio.Task] = set()
-        self.delivered: dict[str, int] = {self.detection_topic: 0, self.status_topic: 0}
+        self.delivered: Counter[str] = Counter()  # by topic
         self.failed = 0
         self.idempotent = False
 

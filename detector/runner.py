@@ -135,6 +135,8 @@ class DetectorRunner:
         self._stop = asyncio.Event()
         self._capture_done = threading.Event()
         self._pipeline: Optional[DetectionPipeline] = None
+        self.control = None
+        self.started = asyncio.Event()
 
     # -- called from the capture and detection threads -----------------------------
 
@@ -211,11 +213,13 @@ class DetectorRunner:
         if self.producer is not None and self.config.control:
             from detector.control import CameraControl
 
-            control_task = asyncio.ensure_future(CameraControl(self.settings, self).run())
+            self.control = CameraControl(self.settings, self)
+            control_task = asyncio.ensure_future(self.control.run())
         detect_thread = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
         detect_thread.start()
         for camera in self.initial_cameras:
             self.add_camera(camera)
+        self.started.set()
         log.info("detector running: %d cameras, model %s", len(self.initial_cameras), getattr(self._detector, "path", "-"))
         try:
             await self._wait_until_done()
