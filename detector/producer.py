@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Optional
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, UnsupportedVersionError
+from aiokafka.errors import KafkaError, UnknownError, UnsupportedVersionError
 
 from streamapp import metrics
 from streamapp.kafka_client import aiokafka_kwargs, producer_compression
@@ -53,7 +53,8 @@ class DetectionKafkaProducer:
         try:
             await self._producer.start()
             self.idempotent = True
-        except UnsupportedVersionError:
+        # The embedded demo broker answers InitProducerId with UnknownError.
+        except (UnsupportedVersionError, UnknownError):
             await self._producer.stop()
             log.warning("broker does not support idempotent producers; sending without idempotence")
             self._producer = self._create(idempotent=False)

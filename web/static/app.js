@@ -15,12 +15,12 @@ const riskColour = (level) => css(`--risk-${RISK_ORDER[level] === undefined ? "n
 
 // ---- cameras -------------------------------------------------------------
 
-function cameraCard(cameraId, name) {
+function cameraCard(cameraId) {
   let cam = cameras.get(cameraId);
   if (cam) return cam;
   const card = $("camera-template").content.firstElementChild.cloneNode(true);
   card.dataset.cameraId = cameraId;
-  card.querySelector(".camera-name").textContent = name || cameraId;
+  card.querySelector(".camera-name").textContent = cameraId;
   $("cameras").appendChild(card);
   cam = { card, canvas: card.querySelector("canvas"), frames: 0 };
   cameras.set(cameraId, cam);
@@ -89,7 +89,9 @@ function drawFrame(cam, result) {
 }
 
 function onDetection(result) {
-  const cam = cameraCard(result.cameraId, result.cameraName);
+  const cam = cameraCard(result.cameraId);
+  // A card made from a status event knows only the id; frames carry the name.
+  if (result.cameraName) cam.card.querySelector(".camera-name").textContent = result.cameraName;
   if (!cam.card.dataset.status) setStatus(result.cameraId, 1, "");
   const level = result.maxRiskLevel || "none";
   cam.card.dataset.riskLevel = level;
@@ -233,6 +235,10 @@ function renderKeys(body, problem) {
     tbody.append(row);
   }
   $("keys-empty").hidden = keys.length > 0;
+  $("keys-summary").textContent = body && body.mode === "llm"
+    ? `${body.model}: ${body.status}, ${body.total_keys} keys` +
+      (body.capacity_rps ? `, ${body.capacity_rps} req/s` : "") + (body.waiting ? `, ${body.waiting} waiting` : "")
+    : "";
   $("keys-empty").textContent = problem
     ? `Key pool unavailable (${problem}).`
     : "No LLM keys configured: the local heuristic assesses.";

@@ -1,0 +1,216 @@
+"""`make demo`: the whole pipeline on one machine, from one command.
+
+Fetches the YOLO weights and sample footage into the cache, starts the embedded
+(memory-only) broker, one worker and the detector on the sample footage as child
+processes, prints the dashboard URL, and on Ctrl-C (or SIGTERM) stops every child.
+The assessor is the local heuristic unless LLM keys are configured.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from detector.assets import AssetMissing, fetch_all
+from streamapp.embedded_broker import EmbeddedBroker, free_port
+from streamapp.settings import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def _die_with_parent() -> None:
+    # Children must not outlive a demo that is killed outright (SIGKILL skips cleanup).
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Child:
+    """A `trafficrisk ...` child process in its own session (so a terminal's Ctrl-C
+    reaches only the demo, which then stops the children in order), logging to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamapp", *args], cwd=ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.alive():
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{self.name} did not stop within {timeout:.0f}s: killing it")
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def wait_until(check, what: str, timeout: float, children: list[Child]) -> None:
+    """Poll `check()` until true; fail early, with the log tail, if a child died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited ({child.proc.returncode}) while waiting for {what}; "
+                                   f"last lines of {child.log_path}:\n{_tail(child.output())}")
+        time.sleep(0.5)
+    raise RuntimeError(f"no {what} within {timeout:.0f}s")
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", default="config/cameras.yaml", help="detector camera list")
+    parser.add_argument("--port", type=int, default=None, help="dashboard port (default: web.port, 6066)")
+    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    children: list[Child] = []
+    broker: EmbeddedBroker | None = None
+    # One folder, emptied at each start: logs stay for a look after Ctrl-C.
+    workdir = _cache_root() / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    try:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            say(f"configuration error: {exc}")
+            return 2
+        port = args.port or settings.web.port
+        if port == settings.web.port and not _port_free(settings.web.host, port):
+            port = free_port()
+            say(f"port {settings.web.port} is busy: the dashboard uses {port} instead")
+
+        say("fetching YOLO weights and sample footage into the cache (first run only)…")
+        for name, path in fetch_all().items():
+            say(f"  {name}: {path}")
+
+        broker = EmbeddedBroker().start()
+        say(f"embedded broker (memory only) on {broker.url}")
+        env = _child_env(broker.url, workdir, port)
+        say(f"logs in {workdir}")
+
+        worker = Child("worker", ["worker", "-l", "info"], env, workdir)
+        children.append(worker)
+        say("starting the worker…")
+        base = f"http://{settings.web.host}:{port}"
+        wait_until(lambda: "Ready" in worker.output() and http_ok(f"{base}/api/health/health_check"),
+                   "ready worker", args.startup_timeout, children)
+
+        detector = Child("detector", ["detect", "--cameras", args.cameras], env, workdir)
+        children.append(detector)
+        say(f"starting the detector on {args.cameras} (YOLO on CPU)…")
+        wait_until(lambda: _frames_seen(base), "first verdict", args.startup_timeout, children)
+
+        say(f"dashboard: {base}/   (Ctrl-C stops everything)")
+        while all(child.alive() for child in children):
+            time.sleep(1)
+        dead = next(child for child in children if not child.alive())
+        say(f"{dead.name} exited ({dead.proc.returncode}); last lines of {dead.log_path}:\n{_tail(dead.output())}")
+        return 1
+    except Interrupted as exc:
+        say(f"{exc}: stopping…")
+        return 0
+    except (AssetMissing, RuntimeError) as exc:
+        say(f"failed: {exc}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for child in reversed(children):
+            child.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir / "data", ignore_errors=True)
+        say("stopped")
+
+
+def _cache_root() -> Path:
+    root = Path(os.environ.get("TRAFFICRISK_CACHE", ROOT / ".cache"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def _child_env(broker_url: str, workdir: Path, port: int) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "TRAFFICRISK_KAFKA__BROKER": broker_url,
+        # The embedded broker forgets everything on restart, so tables start empty too.
+        "TRAFFICRISK_APP__DATA_DIR": str(workdir / "data"),
+        "TRAFFICRISK_WEB__PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _frames_seen(base: str) -> bool:
+    """True once the worker holds a verdict for some camera: frames went all the way through."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{base}/cameras", timeout=2) as response:
+            body = json.load(response)
+    except (OSError, ValueError):
+        return False
+    return any(camera.get("latest_verdict") for camera in body.get("cameras", []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
