@@ -71,8 +71,6 @@ class KafkaSettings(_Section):
     ssl_keyfile: Optional[Path] = None
     replication_factor: int = Field(default=3, ge=1)
     compression: Literal["lz4", "gzip", "none"] = "lz4"
-    # How long the group waits for a silent worker (e.g. killed) before moving its partitions.
-    session_timeout_s: float = Field(default=60.0, ge=6)
 
     @field_validator("broker")
     @classmethod
