@@ -1,16 +1,19 @@
 """`make demo`: the whole pipeline on one machine, from one command.
 
 Fetches the YOLO weights and sample footage into the cache, starts the embedded
-(memory-only) broker, one worker and the detector on the sample footage as child
-processes, prints the dashboard URL, and on Ctrl-C (or SIGTERM) stops every child.
-The assessor is the local heuristic unless LLM keys are configured.
+(memory-only) broker unless `kafka.broker` names a real one, one worker and the
+detector on the sample footage as child processes, prints the dashboard URL, and on
+Ctrl-C (or SIGTERM) stops every child. The assessor is the local heuristic unless
+the keys file has usable LLM keys.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +21,9 @@ import urllib.request
 from pathlib import Path
 
 from detector.assets import AssetMissing, fetch_all
+from llm.keyconfig import load_key_config
 from streamapp.embedded_broker import EmbeddedBroker, free_port
-from streamapp.settings import ConfigError, load_settings
+from streamapp.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", default="config/cameras.yaml", help="detector camera list")
     parser.add_argument("--port", type=int, default=None, help="dashboard port (default: web.port, 6066)")
+    parser.add_argument("--workdir", type=Path, default=None, help="logs and table state (default: .cache/demo)")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     args = parser.parse_args(argv)
 
@@ -116,28 +121,35 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     children: list[Child] = []
     broker: EmbeddedBroker | None = None
-    # One folder, emptied at each start: logs stay for a look after Ctrl-C.
-    workdir = _cache_root() / "demo"
+    # Emptied at each start; the logs stay for a look after Ctrl-C.
+    workdir = args.workdir or _cache_root() / "demo"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     try:
         try:
             settings = load_settings()
+            keys = load_key_config(settings.llm.keys_file).keys
         except ConfigError as exc:
             say(f"configuration error: {exc}")
             return 2
         port = args.port or settings.web.port
-        if port == settings.web.port and not _port_free(settings.web.host, port):
+        if args.port is None and not _port_free(settings.web.host, port):
             port = free_port()
             say(f"port {settings.web.port} is busy: the dashboard uses {port} instead")
+        say(f"assessor: {settings.llm.model} with {len(keys)} keys" if keys else
+            f"assessor: the local heuristic (no usable key in {settings.llm.keys_file})")
 
         say("fetching YOLO weights and sample footage into the cache (first run only)…")
         for name, path in fetch_all().items():
             say(f"  {name}: {path}")
 
-        broker = EmbeddedBroker().start()
-        say(f"embedded broker (memory only) on {broker.url}")
-        env = _child_env(broker.url, workdir, port)
+        env = _child_env(workdir, port)
+        if settings.kafka.broker == "embedded":
+            broker = EmbeddedBroker().start()
+            env["TRAFFICRISK_KAFKA__BROKER"] = broker.url
+            say(f"embedded broker (memory only) on {broker.url}")
+        else:
+            say(f"Kafka at {settings.kafka.broker}")
         say(f"logs in {workdir}")
 
         worker = Child("worker", ["worker", "-l", "info"], env, workdir)
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         detector = Child("detector", ["detect", "--cameras", args.cameras], env, workdir)
         children.append(detector)
         say(f"starting the detector on {args.cameras} (YOLO on CPU)…")
-        wait_until(lambda: _frames_seen(base), "first verdict", args.startup_timeout, children)
+        wait_until(lambda: _verdict_seen(base, settings), "first verdict", args.startup_timeout, children)
 
         say(f"dashboard: {base}/   (Ctrl-C stops everything)")
         while all(child.alive() for child in children):
@@ -182,17 +194,14 @@ def _cache_root() -> Path:
 
 
 def _port_free(host: str, port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0
 
 
-def _child_env(broker_url: str, workdir: Path, port: int) -> dict:
+def _child_env(workdir: Path, port: int) -> dict:
     env = dict(os.environ)
     env.update({
-        "TRAFFICRISK_KAFKA__BROKER": broker_url,
-        # The embedded broker forgets everything on restart, so tables start empty too.
+        # Fresh table state: the embedded broker forgets everything on restart.
         "TRAFFICRISK_APP__DATA_DIR": str(workdir / "data"),
         "TRAFFICRISK_WEB__PORT": str(port),
         "PYTHONUNBUFFERED": "1",
@@ -200,12 +209,11 @@ def _child_env(broker_url: str, workdir: Path, port: int) -> dict:
     return env
 
 
-def _frames_seen(base: str) -> bool:
+def _verdict_seen(base: str, settings: Settings) -> bool:
     """True once the worker holds a verdict for some camera: frames went all the way through."""
-    import json
-
+    headers = {"Authorization": f"Bearer {settings.web.auth_token.get_secret_value()}"} if settings.web.auth_token else {}
     try:
-        with urllib.request.urlopen(f"{base}/cameras", timeout=2) as response:
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/cameras", headers=headers), timeout=2) as response:
             body = json.load(response)
     except (OSError, ValueError):
         return False
