@@ -168,6 +168,7 @@ class FakeProvider:
         self.by_key: dict[str, Counters] = {}
         self.log: list[dict] = []
         self.one_shot: list[dict] = []
+        self.throttled: dict[str, int] = {}  # which limit each 429 enforced
         self.started = time.time()
 
     # ---- the API -----------------------------------------------------------------
@@ -204,6 +205,7 @@ class FakeProvider:
             broken = quota.violation(now, tokens) if quota else None
             if broken:
                 kind, retry = broken
+                self.throttled[f"{scope}_{kind}"] = self.throttled.get(f"{scope}_{kind}", 0) + 1
                 return _error(429, *THROTTLE_TEXT["burst" if kind == "burst" else scope], retry_after=retry)
         for quota in (self.key_quota[key["name"]], account):
             if quota:
@@ -251,7 +253,7 @@ class FakeProvider:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({
             "requests": self.counters.requests, "ok": self.counters.ok, "rate_limited": self.counters.rate_limited,
-            "by_status": self.counters.by_status, "uptime_s": round(time.time() - self.started, 3),
+            "by_status": self.counters.by_status, "throttled_by": self.throttled, "uptime_s": round(time.time() - self.started, 3),
             "by_key": {name: vars(c) for name, c in self.by_key.items()},
         })
 

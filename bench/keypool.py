@@ -135,7 +135,7 @@ async def ours(provider: Provider, keys: list[dict], tasks: list, concurrency: i
         await client.close()
 
 
-async def litellm_router(provider: Provider, keys: list[dict], tasks: list, concurrency: int) -> dict:
+async def litellm_router(provider: Provider, keys: list[dict], tasks: list, concurrency: int, strategy: str) -> dict:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
     from litellm import Router
@@ -150,7 +150,7 @@ async def litellm_router(provider: Provider, keys: list[dict], tasks: list, conc
                      "litellm_params": {"model": "openai/qwen-vl-plus", "api_base": provider.base_url,
                                         "api_key": k["api_key"], "rpm": per_key_rpm, "timeout": 10}}
                     for k in keys],
-        routing_strategy="usage-based-routing-v2", num_retries=7, retry_after=0, enable_pre_call_checks=False,
+        routing_strategy=strategy, num_retries=7, retry_after=0, enable_pre_call_checks=False,
     )
 
     async def call(task) -> bool:
@@ -172,7 +172,7 @@ async def measure(provider: Provider, tasks: list, concurrency: int, call) -> di
     return {
         "utilization": ok / seconds / CEILING, "rate_limited": stats["rate_limited"] / max(1, stats["requests"]),
         "lost": len(tasks) - ok - failed, "ok": ok, "failed": failed, "seconds": seconds,
-        "requests": stats["requests"], "by_status": stats["by_status"],
+        "requests": stats["requests"], "by_status": stats["by_status"], "throttled_by": stats["throttled_by"],
     }
 
 
@@ -187,7 +187,7 @@ async def main_async(args: argparse.Namespace) -> None:
             if args.skip_litellm:
                 theirs = {"utilization": float("nan"), "rate_limited": float("nan"), "lost": -1}
             else:
-                theirs = await litellm_router(provider, keys, tasks, args.concurrency)
+                theirs = await litellm_router(provider, keys, tasks, args.concurrency, args.litellm_strategy)
                 print(f"litellm: {json.dumps(theirs)}", flush=True)
         finally:
             provider.stop()
@@ -202,6 +202,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--litellm-strategy", default="simple-shuffle",
+                        help="LiteLLM routing strategy: simple-shuffle (its recommended default, weighted by rpm) or usage-based-routing-v2")
     args = parser.parse_args()
     args.tasks = args.tasks or (1000 if args.quick else 5000)
     asyncio.run(main_async(args))

@@ -75,7 +75,7 @@ def should_retry(error: LLMError, attempts: int, max_attempts: int) -> bool:
     return attempts < min(max_attempts, RULES[error.error_class].max_attempts)
 
 
-_ACCOUNT_MARKERS = ("allocationquota", "quota exceeded", "burstrate", "increased too quickly", "account")
+_ACCOUNT_MARKERS = ("allocationquota", "quota exceeded", "burstrate", "burst_rate", "increased too quickly", "account")
 _FILTER_MARKERS = ("datainspectionfailed", "data_inspection_failed", "content_filter", "inappropriate content")
 
 

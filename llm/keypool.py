@@ -121,6 +121,7 @@ class PoolKey:
         self.requests = _pacers(spec.qps_limit, spec.rpm_limit, safety)
         self.tokens = Pacer(Limit(spec.tpm_limit, 60.0), safety) if spec.tpm_limit else None
         self.in_flight = 0
+        self.last_pick = -1
         self.consecutive_failures = 0
         self.record = KeyRecord(key_name=spec.name, account=spec.account)
         self.usage = Usage()
@@ -189,7 +190,7 @@ class KeyPool:
         self.by_name = {k.name: k for k in self.keys}
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
-        self._rr = -1
+        self._picks = itertools.count()
         self._changed: Optional[asyncio.Event] = None
         self._dispatcher: Optional[asyncio.Task] = None
         self._listeners: list[Callable[[KeyRecord], None]] = []
@@ -266,9 +267,11 @@ class KeyPool:
         if self.strategy == "priority":
             best = min(k.spec.priority for k in ready)
             ready = [k for k in ready if k.spec.priority == best]
-        n = len(self.keys)
-        key = min(ready, key=lambda k: (k.index - self._rr - 1) % n)
-        self._rr = key.index
+        # Round robin as "the ready key used least recently": when an account's pace
+        # frees a call, all its keys are ready and take turns, so they share its rate
+        # evenly instead of one key running at its own limit while the others idle.
+        key = min(ready, key=lambda k: (k.last_pick, k.index))
+        key.last_pick = next(self._picks)
         return key, now
 
     def _lease(self, key: PoolKey, tokens: int, now: float) -> Lease:

@@ -214,10 +214,13 @@ def state_sync() -> Optional[KeyStateSync]:
 
 
 async def wait_until_loaded(timeout: float = 60.0) -> None:
-    """Block the assessor until the shared state is replayed (no-op in heuristic mode)."""
+    """Hold the assessor until the shared state is replayed (no-op in heuristic mode)."""
     sync = state_sync()
     if sync is not None:
-        await asyncio.wait_for(sync.ready.wait(), timeout)
+        try:
+            await asyncio.wait_for(sync.ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("key pool state not loaded after %.0fs; assessing with this worker's view only", timeout)
 
 
 def shared_pool_view() -> dict:
@@ -235,8 +238,14 @@ def shared_pool_view() -> dict:
 @app.task
 async def keypool_state_sync() -> None:
     sync = state_sync()
-    if sync is not None:
-        await sync.run()
+    while sync is not None:
+        try:
+            await sync.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Kafka trouble: keep pacing locally, reconnect
+            log.warning("key pool state sync failed (%r); retrying in 2 s", exc)
+            await asyncio.sleep(2)
 
 
 def operator_record(name: str, *, disable: bool, reason: str = "") -> KeyRecord:

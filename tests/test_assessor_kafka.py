@@ -98,6 +98,11 @@ def test_a_429_seen_by_one_worker_stops_the_other_using_that_key_within_a_second
         assert late == [], f"k1 still used more than 1 s after the 429 by {sorted({e['agent'] for e in late})}"
         after = [e for e in log if e["t"] > throttled["t"] + 1.0]
         assert {e["agent"] for e in after if e["key"] == "k2"} == {worker_a, worker_b}, "both kept working on k2"
+        for name in ("a", "b"):  # each worker paces at half of every limit
+            port = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())["web"]["port"]
+            view = json.loads(http_get(f"http://127.0.0.1:{port}/keys"))
+            assert view["worker_share"] == 0.5 and len(view["live_workers"]) == 2
+            assert {k["name"]: k["state"] for k in view["keys"]}["k1"] == "COOLING"
     finally:
         stop.set()
         for worker in workers:
@@ -199,6 +204,24 @@ def test_no_key_string_appears_in_logs_views_tables_dlq_or_metrics(stack, tmp_pa
         for where, text in haystacks.items():
             assert secret not in text and secret[:12] not in text, f"a key leaked into {where}"
     assert json.loads(views["/keys"])["total_keys"] == 2
+
+
+def test_keys_command_disables_and_enables_a_key_for_every_worker(stack, tmp_path):
+    keys_file = tmp_path / "api_keys.yaml"
+    keys_file.write_text(yaml.safe_dump({"keys": [{"name": "k1", "api_key": "sk-test-cli-0123456789abcdef"}]}))
+    config = stack.write_config(llm={"keys_file": str(keys_file), "state_topic": f"keypool-state-{stack.suffix}"})
+
+    def keys(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "streamapp", "keys", *args], cwd=ROOT, capture_output=True,
+                              text=True, env={"TRAFFICRISK_CONFIG": str(config), "PATH": "/usr/bin:/bin"}, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "disabled on every worker" in keys("disable", "k1")
+    assert "DISABLED" in keys()
+    keys("enable", "k1")
+    row = next(line for line in keys().splitlines() if line.startswith("k1 "))
+    assert "AVAILABLE" in row and "sk-test" not in row
 
 
 def _list_topics(bootstrap: str) -> list[str]:
