@@ -201,6 +201,10 @@ class DetectorRunner:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.config.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.config.metrics_port)
         if self._detector is None:
             from detector.yolo import YoloDetector  # loads torch/ultralytics: only here
 

@@ -208,6 +208,8 @@ class DetectorSettings(_Section):
     use_kafka: bool = True
     # Listen on the camera-control topic for start/stop/check commands from browsers.
     control: bool = True
+    # Serve this process's Prometheus metrics on http://0.0.0.0:<port>/metrics (None: off).
+    metrics_port: Optional[int] = Field(default=None, ge=1, le=65535)
 
 
 class Settings(_Section):
