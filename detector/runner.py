@@ -112,6 +112,11 @@ class RunOptions:
     loop: Optional[bool] = None
 
 
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("camera control stopped: %r", task.exception())
+
+
 class DetectorRunner:
     def __init__(
         self,
@@ -196,6 +201,8 @@ class DetectorRunner:
         """Ask the runner to finish (thread-safe; the SIGTERM handler calls it)."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
+        else:
+            self._stop.set()  # not running yet: run() returns as soon as it started
 
     # -- the run -------------------------------------------------------------------
 
@@ -219,6 +226,7 @@ class DetectorRunner:
 
             self.control = CameraControl(self.settings, self)
             control_task = asyncio.ensure_future(self.control.run())
+            control_task.add_done_callback(_log_failure)
         detect_thread = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
         detect_thread.start()
         for camera in self.initial_cameras:
