@@ -125,10 +125,10 @@ def test_sigkill_with_200_tasks_in_flight_loses_none(stack, tmp_path):
         while provider.admin("/admin/stats")["requests"] < 120:
             assert time.monotonic() < deadline, "the worker never got going"
             time.sleep(0.1)
-        before = len(consume(stack.bootstrap, stack.topic("risk_results"), expect=200, timeout=1))
     finally:
         worker.kill()
         worker.stop()
+    before = len(consume(stack.bootstrap, stack.topic("risk_results"), expect=200, timeout=2))
     assert before < 150, "the kill must land while most tasks are in flight"
 
     worker = start_worker(config, tmp_path / "second.log", env)
