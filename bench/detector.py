@@ -231,8 +231,11 @@ async def sustain(n: int, config: DetectorSettings, settings: Settings, detector
         await asyncio.sleep(INTERVAL_S / n)
     start = time.monotonic() + warmup
     load_before = os.getloadavg()[0]
-    await asyncio.sleep(warmup + window)
+    await asyncio.sleep(warmup)
+    cpu_before = time.process_time()
+    await asyncio.sleep(window)
     end = time.monotonic()
+    cores = (time.process_time() - cpu_before) / window
     runner.stop()
     await task
     intervals = []
@@ -242,7 +245,7 @@ async def sustain(n: int, config: DetectorSettings, settings: Settings, detector
     worst = max(intervals)
     ok = all(abs(v - INTERVAL_S) <= TOLERANCE * INTERVAL_S for v in intervals)
     return ok, (f"cameras={n} sustained={'yes' if ok else 'no'} worst_interval_s={worst:.2f} "
-                f"median_interval_s={statistics.median(intervals):.2f} dropped={runner.queue.dropped} "
+                f"median_interval_s={statistics.median(intervals):.2f} dropped={runner.queue.dropped} cpu_cores={cores:.2f} "
                 f"load1={load_before:.1f}->{os.getloadavg()[0]:.1f}")
 
 
