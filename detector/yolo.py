@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from detector.assets import AssetMissing, configure_ultralytics, default_model_path
+from detector.assets import ASSETS, AssetMissing, asset_path, configure_ultralytics, default_model_path
 from streamapp.settings import DetectorSettings
 
 
@@ -20,6 +20,12 @@ class Detection:
 
 
 def resolve_model(path: Optional[Path]) -> Path:
+    """The model file: detector.model, `asset:<name>` (fetched into the cache), or the default."""
+    if path is not None and str(path).startswith("asset:"):
+        name = str(path)[len("asset:"):]
+        if name not in ASSETS:
+            raise AssetMissing(f"detector.model: unknown asset {name!r}; known: {', '.join(ASSETS)}")
+        return asset_path(name)
     model = path or default_model_path()
     if not model.exists():
         raise AssetMissing(

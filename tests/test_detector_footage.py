@@ -79,7 +79,7 @@ def test_tracking_keeps_ids_and_measures_velocity_across_sampled_frames(detector
 
 def test_fast_configuration_still_finds_pedestrians(detector):
     # The speed-up model (dynamic axes, 320 px input, batches) on the same frames.
-    fast = YoloDetector(DetectorSettings(model=asset_path("yolov8n-dynamic.onnx"), imgsz=320, batch_size=2))
+    fast = YoloDetector(DetectorSettings(model="asset:yolov8n-dynamic.onnx", imgsz=320, batch_size=2))
     frames = read_frames("vtest.avi", [0, 300])
     for found in fast.detect([frames[0], frames[300]]):
         assert classes(found)["person"] >= 3, classes(found)
