@@ -251,7 +251,7 @@ async def sustain(n: int, config: DetectorSettings, settings: Settings, detector
 
 async def capacity(config: DetectorSettings, settings: Settings, quick: bool) -> int:
     detector = YoloDetector(config)
-    warmup, window = (5.0, 20.0) if quick else (10.0, 60.0)
+    warmup, window = (8.0, 20.0) if quick else (10.0, 60.0)
     best = 0
     candidates = [50, 30] if quick else [50, 60, 70, 80, 100]
     for n in candidates:
