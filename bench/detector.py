@@ -250,30 +250,31 @@ async def sustain(n: int, config: DetectorSettings, settings: Settings, detector
 
 
 async def capacity(config: DetectorSettings, settings: Settings, quick: bool) -> int:
+    """The largest camera count sustained: from 50 up while it holds, else down."""
     detector = YoloDetector(config)
     warmup, window = (8.0, 20.0) if quick else (10.0, 60.0)
-    best = 0
-    candidates = [50, 30] if quick else [50, 60, 70, 80, 100]
-    for n in candidates:
+
+    async def holds(n: int) -> bool:
         ok, line = await sustain(n, config, settings, detector, warmup, window)
         print(line, flush=True)
-        if ok:
-            best = max(best, n)
-            if quick:
+        return ok
+
+    if quick:
+        for n in (50, 30):
+            if await holds(n):
+                return n
+        return 0
+    if await holds(50):
+        best = 50
+        for n in (60, 70, 80, 100):
+            if not await holds(n):
                 break
-        elif best or quick:
-            continue
-        else:
-            # 50 failed: walk down until one holds.
-            for lower in (40, 30, 20, 10):
-                ok, line = await sustain(lower, config, settings, detector, warmup, window)
-                print(line, flush=True)
-                if ok:
-                    return lower
-            return 0
-        if not ok:
-            break
-    return best
+            best = n
+        return best
+    for n in (40, 30, 20, 10):
+        if await holds(n):
+            return n
+    return 0
 
 
 def main() -> None:
