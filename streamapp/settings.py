@@ -153,7 +153,7 @@ class AggregatorSettings(_Section):
     tick_interval_s: float = Field(default=1.0, gt=0)
     # Finished frame ids remembered per camera, so a redelivered result or context
     # cannot produce a second verdict.
-    remember_finished: int = Field(default=256, ge=1)
+    remember_finished: int = Field(default=64, ge=1)
 
 
 class RelaySettings(_Section):

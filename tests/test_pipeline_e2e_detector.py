@@ -125,7 +125,7 @@ async def test_browser_on_the_survivor_gets_every_frame_once_when_the_other_work
         async with WsClient(ws_url(configs[1])) as client:
             # Real-time playback spreads each camera's 10 frames over 6 s, so the kill lands mid-run.
             detector = run_detector(stack, cameras, "realtime")
-            await client.wait_for(is_result, 8, timeout=120)
+            await client.wait_for(is_result, 3, timeout=120)
             victim.kill()
             got = await client.wait_for(is_result, FRAMES, timeout=150, settle=5)
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
