@@ -120,7 +120,7 @@ async def ours(provider: Provider, keys: list[dict], tasks: list, concurrency: i
         "strategy": "round_robin", "default_cooldown": 1.0, "accounts": ACCOUNTS,
         "keys": [{"name": k["name"], "api_key": k["api_key"], "account": k["account"], "qps_limit": KEY_RPS}
                  for k in keys]})
-    pool = KeyPool(config, safety=settings.pacing_safety, worker_id="bench")
+    pool = KeyPool(config, safety=settings.pacing_safety, jitter_s=settings.pacing_jitter_s, worker_id="bench")
     client = ChatClient(settings)
     assessor = Assessor(settings, pool, client)
 

@@ -85,21 +85,17 @@ class Usage:
         }
 
 
-def _pacers(rps: Optional[float], rpm: Optional[float], safety: float) -> list[Pacer]:
-    out = []
-    if rps:
-        out.append(Pacer(Limit(rps, 1.0), safety))
-    if rpm:
-        out.append(Pacer(Limit(rpm, 60.0), safety))
-    return out
+def _pacers(rps: Optional[float], rpm: Optional[float], tpm: Optional[float], pacing: dict) -> tuple[list[Pacer], Optional[Pacer]]:
+    """Request pacers (per second, per minute) and the token pacer of one quota scope."""
+    requests = [Pacer(Limit(count, window), **pacing) for count, window in ((rps, 1.0), (rpm, 60.0)) if count]
+    return requests, Pacer(Limit(tpm, 60.0), **pacing) if tpm else None
 
 
 class Account:
     def __init__(self, name: str, rps: Optional[float], rpm: Optional[float], tpm: Optional[float],
-                 safety: float) -> None:
+                 pacing: dict) -> None:
         self.name = name
-        self.requests = _pacers(rps, rpm, safety)
-        self.tokens = Pacer(Limit(tpm, 60.0), safety) if tpm else None
+        self.requests, self.tokens = _pacers(rps, rpm, tpm, pacing)
         self.usage = Usage()
         self.recent: deque = deque()  # (time, tokens) of calls in the last minute
 
@@ -113,13 +109,12 @@ class Account:
 
 
 class PoolKey:
-    def __init__(self, spec: KeySpec, index: int, account: Account, safety: float) -> None:
+    def __init__(self, spec: KeySpec, index: int, account: Account, pacing: dict) -> None:
         self.spec = spec
         self.name = spec.name
         self.index = index
         self.account = account
-        self.requests = _pacers(spec.qps_limit, spec.rpm_limit, safety)
-        self.tokens = Pacer(Limit(spec.tpm_limit, 60.0), safety) if spec.tpm_limit else None
+        self.requests, self.tokens = _pacers(spec.qps_limit, spec.rpm_limit, spec.tpm_limit, pacing)
         self.in_flight = 0
         self.last_pick = -1
         self.consecutive_failures = 0
@@ -172,21 +167,22 @@ class _Waiter:
 
 
 class KeyPool:
-    def __init__(self, config: KeyPoolConfig, *, safety: float = 0.995, worker_id: str = "",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: KeyPoolConfig, *, safety: float = 0.995, jitter_s: float = 0.025,
+                 worker_id: str = "", clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.strategy = config.strategy
         self.worker_id = worker_id
         self.clock = clock
         self.share = 1.0
+        pacing = {"safety": safety, "jitter_s": jitter_s}
         self.accounts: dict[str, Account] = {
-            name: Account(name, a.rps, a.rpm, a.tpm, safety) for name, a in config.accounts.items()
+            name: Account(name, a.rps, a.rpm, a.tpm, pacing) for name, a in config.accounts.items()
         }
         self.keys: list[PoolKey] = []
         for index, spec in enumerate(config.keys):
             # A key without an account is its own quota group.
-            account = self.accounts[spec.account] if spec.account else Account(f"key:{spec.name}", None, None, None, safety)
-            self.keys.append(PoolKey(spec, index, account, safety))
+            account = self.accounts[spec.account] if spec.account else Account(f"key:{spec.name}", None, None, None, pacing)
+            self.keys.append(PoolKey(spec, index, account, pacing))
         self.by_name = {k.name: k for k in self.keys}
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()

@@ -138,6 +138,9 @@ class LLMSettings(_Section):
     temperature: float = Field(default=0.1, ge=0, le=2)
     # Pace at this share of each published limit, to absorb clock and network jitter.
     pacing_safety: float = Field(default=0.995, gt=0.5, le=1.0)
+    # Scheduling and network jitter allowed for: each limit's window counts as this much
+    # longer (25 ms costs 2.4 % of a per-second limit, 0.04 % of a per-minute one).
+    pacing_jitter_s: float = Field(default=0.025, ge=0, le=1.0)
     # Label results of the heuristic when every key is disabled (else they go to the DLQ).
     heuristic_fallback: bool = True
     # Compacted topic holding the shared key state and worker heartbeats.

@@ -73,7 +73,8 @@ def shared_pool() -> Optional[KeyPool]:
     if not config.keys:
         log.info("no LLM key configured in %s: the local heuristic assesses every group", settings.llm.keys_file)
         return None
-    return KeyPool(config, safety=settings.llm.pacing_safety, worker_id=settings.app.worker_id)
+    return KeyPool(config, safety=settings.llm.pacing_safety, jitter_s=settings.llm.pacing_jitter_s,
+                   worker_id=settings.app.worker_id)
 
 
 async def ensure_state_topic(config: Settings) -> None:
