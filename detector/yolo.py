@@ -51,6 +51,25 @@ class YoloDetector:
             raise ValueError(f"detector.classes: not classes of {self.path.name}: {sorted(unknown)}")
         self.class_ids = [i for i, name in names.items() if name in settings.classes]
         self.names = names
+        self.detect([np.zeros((480, 640, 3), np.uint8)])  # builds ultralytics' predictor and backend
+        self._tune_onnxruntime()
+
+    def _tune_onnxruntime(self) -> None:
+        """Recreate a CPU ONNX Runtime session with our thread settings (ultralytics
+        exposes no session options); other backends are left as they are."""
+        backend = getattr(getattr(self.model.predictor, "model", None), "backend", None)
+        session = getattr(backend, "session", None)
+        if (
+            self.path.suffix != ".onnx" or session is None or getattr(backend, "use_io_binding", False)
+            or session.get_providers() != ["CPUExecutionProvider"]
+        ):
+            return
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.settings.onnx_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.settings.onnx_spinning else "0")
+        backend.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
         if not frames:

@@ -182,6 +182,11 @@ class DetectorSettings(_Section):
     classes: list[str] = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
     # Frames from several cameras per model call (needs a model with a dynamic batch axis).
     batch_size: int = Field(default=1, ge=1)
+    # ONNX Runtime on CPU: intra-op threads (0: one per core) and whether idle threads
+    # spin. Spinning threads starve the capture threads and everything else on a
+    # shared machine (measured: 2.4x slower batches under load), so it is off.
+    onnx_threads: int = Field(default=0, ge=0)
+    onnx_spinning: bool = False
     sample_interval_s: float = Field(default=1.8, gt=0)
     tracking: bool = True
     # Tracks survive this many sampled frames without a match.
