@@ -47,7 +47,3 @@ class Pacer:
     def adjust(self, delta_cost: float) -> None:
         """Correct an estimate afterwards (actual tokens known only after the call)."""
         self._tat += delta_cost / self.rate
-
-    def hold_until(self, when: float) -> None:
-        """Spend nothing before ``when`` (a cooldown resets the pace)."""
-        self._tat = max(self._tat, when)

@@ -2,8 +2,6 @@
 fake provider; the Kafka-level behaviour is in test_assessor_kafka.py."""
 import random
 
-import pytest
-
 from llm.assess import Assessor
 from llm.client import ChatClient
 from llm.errors import ErrorClass

@@ -2,7 +2,6 @@
 Retry-After is read, keys never leak into errors; and the retry rules."""
 import random
 
-import aiohttp
 import pytest
 from aiohttp import web
 
