@@ -3,7 +3,7 @@ load, for tests and benchmarks: ``python -m bench.fake_provider --config FILE --
 
 It enforces per-key and per-account requests/s, requests/min and tokens/min over
 sliding windows (429 with Retry-After and DashScope's throttling texts), rejects
-bursts ("Request rate increased too quickly"), answers after a configurable latency
+bursts on an account ("Request rate increased too quickly"), answers after a configurable latency
 with plausible assessment JSON, and injects faults on request: 5xx, timeouts,
 malformed or truncated bodies, 401, 400. Faults are drawn per request, or, with
 ``sticky_faults``, from a hash of the request body so retries of one task meet the
@@ -76,13 +76,16 @@ class Quota:
     rps: Optional[float] = None
     rpm: Optional[float] = None
     tpm: Optional[float] = None
+    # DashScope's "request rate increased too quickly" guards an account's (model's)
+    # traffic, so only account quotas check bursts: twice the even rate within 100 ms.
+    checks_bursts: bool = False
     second: Window = field(default_factory=lambda: Window(1.0))
     minute: Window = field(default_factory=lambda: Window(60.0))
     burst: Window = field(default_factory=lambda: Window(0.1))
 
     def violation(self, now: float, tokens: int) -> Optional[tuple[str, float]]:
         """Which limit one more request would break, and when to retry."""
-        if self.rps and self.burst.count(now) >= max(2, math.ceil(self.rps * 0.2)):
+        if self.checks_bursts and self.rps and self.burst.count(now) >= max(2, math.ceil(self.rps * 0.2)):
             return "burst", self.burst.retry_after(now)
         if self.rps and self.second.count(now) >= self.rps:
             return "rps", self.second.retry_after(now)
@@ -160,7 +163,7 @@ class FakeProvider:
 
     def reset(self) -> None:
         cfg = self.config
-        self.accounts = {name: Quota(a.get("rps"), a.get("rpm"), a.get("tpm"))
+        self.accounts = {name: Quota(a.get("rps"), a.get("rpm"), a.get("tpm"), checks_bursts=True)
                          for name, a in (cfg.get("accounts") or {}).items()}
         self.keys = {k["api_key"]: k for k in cfg.get("keys", [])}
         self.key_quota = {k["name"]: Quota(k.get("rps"), k.get("rpm"), k.get("tpm")) for k in cfg.get("keys", [])}
