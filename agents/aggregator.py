@@ -7,7 +7,9 @@ can be written (a Faust table is written only from its agent's own stream). A ti
 on every worker sends a tick for each of its cameras with a frame past its deadline;
 the tick comes back through the stream, where the table may be written.
 """
+import logging
 import time
+from datetime import datetime, timezone
 
 from pydantic import Field
 
@@ -17,6 +19,7 @@ from risk.aggregation import (
     apply_context,
     apply_deadline,
     apply_result,
+    build_verdict,
     due_frames,
     next_deadline,
 )
@@ -25,9 +28,10 @@ from streamapp.app import app, settings, topics
 from streamapp.codecs import ByTopicSchema, DeadLetteringTopic, dead_letter
 from streamapp.models import FrameContextMessage, Message, RiskAssessmentResultMessage, UtcDatetime, utcnow
 from streamapp.settings import ConfigError
-from tables.frames import camera_frames, frames
+from tables.frames import camera_frames, frame_contexts, frames
 from tables.verdicts import latest_verdicts
 
+log = logging.getLogger(__name__)
 config = settings.aggregator
 
 
@@ -73,16 +77,29 @@ aggregator_input.dlq = topics.dlq
 aggregator_input.worker_id = settings.app.worker_id
 
 
-async def _store(camera_id: str, frame_id: str, had_row: bool, ledger: CameraLedger, step: Step) -> None:
+async def _store(event, frame_id: str, had_row: bool, ledger: CameraLedger, step: Step, now: float) -> None:
+    camera_id = event.camera_id
     if step.ignored:
         metrics.AGGREGATOR_IGNORED.labels(reason=step.ignored).inc()
         return
-    if step.frame is not None:
-        frames[frame_id] = step.frame
-    elif had_row:
-        del frames[frame_id]
     if step.ledger_changed:
         camera_frames[camera_id] = ledger
+    frame = step.frame
+    if frame is None:
+        return
+    # The context is in its own table once it arrived, unless this very event is it.
+    context = event if isinstance(event, FrameContextMessage) else None
+    context_stored = frame.assessed is not None and context is None
+    if not step.leaves:
+        frames[frame_id] = frame
+        if context is not None:
+            frame_contexts[frame_id] = context
+        return
+    if had_row:
+        del frames[frame_id]
+    if context_stored:
+        context = frame_contexts.get(frame_id)
+        del frame_contexts[frame_id]
     for result in step.orphaned:
         await topics.dlq.send(key=camera_id, value=dead_letter(
             topic=settings.topics.risk_results.name, partition=None, offset=None, key=camera_id.encode(),
@@ -90,8 +107,11 @@ async def _store(camera_id: str, frame_id: str, had_row: bool, ledger: CameraLed
             reason="frame_context_missing", worker_id=settings.app.worker_id,
         ))
         metrics.DLQ_MESSAGES.labels(reason="frame_context_missing", source=settings.topics.risk_results.name).inc()
-    verdict = step.verdict
-    if verdict is not None:
+    if step.finished and context is None:
+        log.error("frame %s of %s finished without its stored context; no verdict", frame_id, camera_id)
+        metrics.AGGREGATOR_IGNORED.labels(reason="context_lost").inc()
+    elif step.finished:
+        verdict = build_verdict(frame, context, datetime.fromtimestamp(now, tz=timezone.utc))
         # The table's changelog is camera-verdicts: this write publishes the verdict.
         latest_verdicts[camera_id] = verdict
         metrics.VERDICTS.labels(outcome="complete" if verdict.complete else "deadline").inc()
@@ -102,18 +122,20 @@ async def _store(camera_id: str, frame_id: str, had_row: bool, ledger: CameraLed
 async def aggregate(stream):
     async for event in stream:
         now = time.time()
-        camera_id = event.camera_id
-        ledger = camera_frames.get(camera_id) or CameraLedger()
+        ledger = camera_frames.get(event.camera_id) or CameraLedger()
         if isinstance(event, DeadlineTick):
             for frame_id in due_frames(ledger, now):
                 frame = frames.get(frame_id)
                 step = apply_deadline(frame, ledger, frame_id, now, config)
-                await _store(camera_id, frame_id, frame is not None, ledger, step)
+                await _store(event, frame_id, frame is not None, ledger, step, now)
             continue
         frame_id = str(event.origin_message_id)
         frame = frames.get(frame_id)
         if isinstance(event, FrameContextMessage):
             step = apply_context(frame, ledger, event, now, config)
+            if step.ignored == "duplicate_context" and frame_contexts.get(frame_id) is None:
+                # At least once: a crash can keep the frame's row but lose its context row.
+                frame_contexts[frame_id] = event
             if not step.ignored:
                 metrics.FRAMES_AGGREGATED.inc()
                 metrics.DETECTIONS.inc(len(event.detected_objects))
@@ -122,7 +144,7 @@ async def aggregate(stream):
             step = apply_result(frame, ledger, event, now, config)
             if not step.ignored:
                 metrics.GROUP_RESULTS.labels(status=event.status.value).inc()
-        await _store(camera_id, frame_id, frame is not None, ledger, step)
+        await _store(event, frame_id, frame is not None, ledger, step, now)
 
 
 @app.timer(interval=config.tick_interval_s)

@@ -10,12 +10,15 @@ group (a re-run fan-out makes new task ids) is ignored. Finished frame ids are
 remembered per camera (bounded), so nothing that arrives late makes a second verdict.
 
 Plain functions on plain models: the agent loads the rows, calls these, and stores
-what they return. They mutate and return the rows they are given.
+what they return. They mutate and return the rows they are given. The frame's row
+holds only what decides completeness (which groups were assessed, the results); the
+heavy context (objects, preview image) is stored once beside it and joined in
+:func:`build_verdict`, so each result rewrites a small row.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Optional
 from uuid import UUID
 
@@ -42,7 +45,9 @@ class FrameState(BaseModel):
     camera_id: str
     # Wall-clock epoch seconds when the aggregator first saw the frame.
     first_seen: float
-    context: Optional[FrameContextMessage] = None
+    # From the context: group_index -> task_id of the groups sent for assessment;
+    # None until the context has arrived.
+    assessed: Optional[dict[int, UUID]] = None
     # group_index (as text: JSON object keys) -> the first result for that group.
     results: dict[str, RiskAssessmentResultMessage] = {}
 
@@ -56,34 +61,39 @@ class CameraLedger(BaseModel):
 
 @dataclass
 class Step:
-    """What one event changed. ``frame`` None means: remove the frame's row."""
+    """What one event changed: the frame's state after it (None: an unknown frame),
+    whether the camera's ledger changed, and whether the frame leaves the table, either
+    finished (its verdict is due: :func:`build_verdict`) or dropped (its context never
+    came; its results are handed back in ``orphaned`` for the DLQ)."""
 
     frame: Optional[FrameState]
     ledger_changed: bool = False
-    verdict: Optional[CameraVerdictMessage] = None
+    finished: bool = False
+    dropped: bool = False
     # Why the event changed nothing (a metrics label); nothing is to be stored then.
     ignored: Optional[str] = None
-    # Results of a frame whose context never came: dead-lettered, not dropped.
     orphaned: list[RiskAssessmentResultMessage] = field(default_factory=list)
+
+    @property
+    def leaves(self) -> bool:
+        return self.finished or self.dropped
 
 
 def missing_groups(frame: FrameState) -> list[int]:
-    if frame.context is None:
+    if frame.assessed is None:
         return []
-    return sorted(g for g in frame.context.assessed_groups if str(g) not in frame.results)
+    return sorted(g for g in frame.assessed if str(g) not in frame.results)
 
 
 def is_complete(frame: FrameState) -> bool:
-    return frame.context is not None and not missing_groups(frame)
+    return frame.assessed is not None and not missing_groups(frame)
 
 
 def max_risk(levels: list[RiskLevel]) -> RiskLevel:
     return max(levels, key=RISK_ORDER.__getitem__, default="none")
 
 
-def build_verdict(frame: FrameState, now: datetime) -> CameraVerdictMessage:
-    context = frame.context
-    assert context is not None, "a verdict needs the frame's context"
+def build_verdict(frame: FrameState, context: FrameContextMessage, now: datetime) -> CameraVerdictMessage:
     results = [frame.results[k] for k in sorted(frame.results, key=int)]
     level = max_risk([r.assessment.risk_level for r in results if r.assessment is not None])
     missing = missing_groups(frame)
@@ -114,16 +124,12 @@ def build_verdict(frame: FrameState, now: datetime) -> CameraVerdictMessage:
     )
 
 
-def _now_dt(now: float) -> datetime:
-    return datetime.fromtimestamp(now, tz=timezone.utc)
-
-
 def _finish(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
     frame_id = str(frame.origin_message_id)
     ledger.open.pop(frame_id, None)
     ledger.finished.append(frame_id)
     del ledger.finished[: -config.remember_finished]
-    return Step(frame=None, ledger_changed=True, verdict=build_verdict(frame, _now_dt(now)))
+    return Step(frame=frame, ledger_changed=True, finished=True)
 
 
 def _settle(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
@@ -143,11 +149,11 @@ def apply_context(
 ) -> Step:
     if str(context.origin_message_id) in ledger.finished:
         return Step(frame=None, ignored="frame_finished")
-    if frame is not None and frame.context is not None:
+    if frame is not None and frame.assessed is not None:
         return Step(frame=frame, ignored="duplicate_context")
     if frame is None:
         frame = FrameState(origin_message_id=context.origin_message_id, camera_id=context.camera_id, first_seen=now)
-    frame.context = context
+    frame.assessed = dict(context.assessed_groups)
     return _settle(frame, ledger, now, config)
 
 
@@ -183,7 +189,7 @@ def apply_deadline(
     if frame is None:
         ledger.open.pop(frame_id, None)
         return Step(frame=None, ledger_changed=True)
-    if frame.context is None:
+    if frame.assessed is None:
         ledger.open.pop(frame_id, None)
-        return Step(frame=None, ledger_changed=True, orphaned=list(frame.results.values()))
+        return Step(frame=frame, ledger_changed=True, dropped=True, orphaned=list(frame.results.values()))
     return _finish(frame, ledger, now, config)

@@ -2,21 +2,32 @@
 (both keyed by camera id), so a worker that takes over a partition recovers exactly
 the frames whose events it will now read.
 
-``frames``: origin_message_id -> the frame's context and results so far; a row leaves
-the table when its verdict is emitted. ``camera_frames``: camera_id -> deadlines of
+``frames``: origin_message_id -> which groups were assessed and their results so far
+(small, rewritten per result); ``frame_contexts``: origin_message_id -> the frame's
+context (objects, groups, preview), written once; both rows leave when the verdict is
+emitted. ``camera_frames``: camera_id -> deadlines of
 the camera's open frames and the ids of its recently finished frames (bounded).
 """
 from risk.aggregation import CameraLedger, FrameState
 from streamapp.app import app, settings
 from streamapp.codecs import with_model_values
+from streamapp.models import FrameContextMessage
 
 frames = with_model_values(app.Table(
     "aggregator-frames",
     default=None,
     key_type=bytes,
     partitions=settings.topics.frame_context.partitions,
-    help="origin_message_id -> context and group results of an open frame",
+    help="origin_message_id -> assessed groups and results of an open frame",
 ), FrameState)
+
+frame_contexts = with_model_values(app.Table(
+    "aggregator-contexts",
+    default=None,
+    key_type=bytes,
+    partitions=settings.topics.frame_context.partitions,
+    help="origin_message_id -> objects, groups and preview of an open frame",
+), FrameContextMessage)
 
 camera_frames = with_model_values(app.Table(
     "aggregator-cameras",

@@ -10,6 +10,7 @@ from risk.aggregation import (
     apply_context,
     apply_deadline,
     apply_result,
+    build_verdict,
     due_frames,
     max_risk,
     next_deadline,
@@ -55,42 +56,46 @@ def result(ctx: FrameContextMessage, group: int, level: str = "low", task_id: UU
 
 
 class Frames:
-    """Plays the agent's part: keeps the rows the rules hand back."""
+    """Plays the agent's part: keeps the rows the rules hand back, and the contexts."""
 
     def __init__(self) -> None:
         self.rows: dict[str, FrameState] = {}
+        self.contexts: dict[str, FrameContextMessage] = {}
         self.ledger = CameraLedger()
         self.verdicts = []
         self.ignored = []
 
-    def _keep(self, frame_id: str, step) -> None:
+    def _keep(self, frame_id: str, step, now: float, context: FrameContextMessage | None = None) -> None:
         if step.ignored:
             self.ignored.append(step.ignored)
             return
-        if step.frame is None:
-            self.rows.pop(frame_id, None)
-        else:
+        if context is not None:
+            self.contexts[frame_id] = context
+        if not step.leaves:
             self.rows[frame_id] = step.frame
-        if step.verdict is not None:
-            self.verdicts.append(step.verdict)
+            return
+        self.rows.pop(frame_id, None)
+        stored = self.contexts.pop(frame_id, None)
+        if step.finished:
+            self.verdicts.append(build_verdict(step.frame, stored, datetime.fromtimestamp(now, timezone.utc)))
 
     def context(self, ctx: FrameContextMessage, now: float = T0):
         frame_id = str(ctx.origin_message_id)
         step = apply_context(self.rows.get(frame_id), self.ledger, ctx, now, CONFIG)
-        self._keep(frame_id, step)
+        self._keep(frame_id, step, now, ctx)
         return step
 
     def result(self, res: RiskAssessmentResultMessage, now: float = T0):
         frame_id = str(res.origin_message_id)
         step = apply_result(self.rows.get(frame_id), self.ledger, res, now, CONFIG)
-        self._keep(frame_id, step)
+        self._keep(frame_id, step, now)
         return step
 
     def tick(self, now: float):
         steps = []
         for frame_id in due_frames(self.ledger, now):
             step = apply_deadline(self.rows.get(frame_id), self.ledger, frame_id, now, CONFIG)
-            self._keep(frame_id, step)
+            self._keep(frame_id, step, now)
             steps.append(step)
         return steps
 
@@ -172,7 +177,7 @@ def test_results_whose_context_never_came_are_handed_back_for_the_dlq_at_the_dea
     agg.result(result(ctx, 0), now=T0)
     [step] = agg.tick(T0 + 5)
     assert [r.group_index for r in step.orphaned] == [0]
-    assert agg.verdicts == [] and agg.rows == {} and agg.ledger.open == {}
+    assert agg.verdicts == [] and agg.rows == {} and agg.ledger.open == {} and step.dropped
     # Not remembered as finished: a late context still gets its (partial) verdict.
     agg.context(ctx, now=T0 + 6)
     agg.tick(T0 + 11)

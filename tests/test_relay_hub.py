@@ -17,9 +17,9 @@ def verdict(camera: str = "cam-9", frame_index: int = 0) -> CameraVerdictMessage
     from risk.aggregation import FrameState, build_verdict
 
     ctx = frame_context(camera, frame_index, assessed=2)
-    state = FrameState(origin_message_id=ctx.origin_message_id, camera_id=camera, first_seen=0, context=ctx,
-                       results={"0": group_result(ctx, 0, "high")})
-    return build_verdict(state, ctx.frame_timestamp)
+    state = FrameState(origin_message_id=ctx.origin_message_id, camera_id=camera, first_seen=0,
+                       assessed=ctx.assessed_groups, results={"0": group_result(ctx, 0, "high")})
+    return build_verdict(state, ctx, ctx.frame_timestamp)
 
 
 async def test_slow_browser_loses_its_oldest_messages_and_they_are_counted():

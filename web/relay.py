@@ -85,6 +85,8 @@ class Hub:
         metrics.WS_CLIENTS.set(len(self.clients))
 
     def broadcast(self, message: dict) -> None:
+        if not self.clients:
+            return
         text = json.dumps(message)
         metrics.WS_SENT.labels(type=message["type"]).inc(len(self.clients))
         for queue in self.clients.values():
@@ -106,7 +108,7 @@ class Hub:
         current = self.latest.get(verdict.camera_id)
         if current is None or verdict.frame_timestamp >= current.frame_timestamp:
             self.latest[verdict.camera_id] = verdict
-        if live:
+        if live and self.clients:
             self.broadcast(frontend.detection_result(verdict))
 
     def on_status(self, status: CameraStatusMessage) -> None:
