@@ -29,15 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def say(text: str) -> None:
-    print(f"[demo] {text}", flush=True)
+    try:
+        print(f"[demo] {text}", flush=True)
+    except OSError:
+        pass  # stdout gone (a pipe closed by Ctrl-C): stopping the children matters more
 
 
 def _die_with_parent() -> None:
-    # Children must not outlive a demo that is killed outright (SIGKILL skips cleanup).
+    # Children must not outlive a demo that is killed outright (SIGKILL skips its
+    # cleanup); without the demo nobody waits for a graceful stop, so SIGKILL.
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 

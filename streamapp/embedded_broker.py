@@ -63,9 +63,13 @@ class EmbeddedBroker:
              "--listener-url", f"tcp://127.0.0.1:{self.port}",
              "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
              "--storage-engine", "memory://tansu/"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # On a terminal its stderr is a live progress display that buries our output.
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             # A broker that outlives its parent would keep the port: it dies with us.
             preexec_fn=_die_with_parent,
+            # Not in the terminal's process group: Ctrl-C must not take the broker away
+            # before the worker has left its group and flushed; stop() ends it last.
+            start_new_session=True,
         )
         atexit.register(self.stop)
         wait_for_port(self.port)

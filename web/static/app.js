@@ -147,6 +147,7 @@ function addAlert(result, r, when) {
 
 let backoffMs = 500;
 let pingTimer = null;
+let socket = null;
 
 function setConnected(state, detail) {
   $("ws-state").dataset.state = state;
@@ -160,6 +161,7 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const url = `${proto}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
   const ws = new WebSocket(url);
+  socket = ws;
   ws.onopen = () => {
     backoffMs = 500;
     setConnected("open");
@@ -178,13 +180,17 @@ function connect() {
       default: break;
     }
   };
-  ws.onclose = () => {
-    clearInterval(pingTimer);
-    const wait = backoffMs + Math.random() * 250;
-    backoffMs = Math.min(backoffMs * 2, 10000);
-    setConnected("closed", `reconnecting in ${(wait / 1000).toFixed(1)} s`);
-    setTimeout(connect, wait);
-  };
+  ws.onclose = () => closed(ws);
+}
+
+function closed(ws) {
+  if (ws !== socket) return; // already given up on
+  socket = null;
+  clearInterval(pingTimer);
+  const wait = backoffMs + Math.random() * 250;
+  backoffMs = Math.min(backoffMs * 2, 10000);
+  setConnected("closed", `reconnecting in ${(wait / 1000).toFixed(1)} s`);
+  setTimeout(connect, wait);
 }
 
 // ---- health polling ------------------------------------------------------
@@ -245,7 +251,19 @@ function renderKeys(body, problem) {
 }
 
 async function poll() {
-  try { renderHealth(await getJson("/stats")); } catch (err) { renderHealth(null, err.message); }
+  try {
+    renderHealth(await getJson("/stats"));
+  } catch (err) {
+    renderHealth(null, err.message);
+    // fetch rejects (TypeError) only when the worker refuses connections: it is going
+    // away, even if its open socket has not been closed yet. Reconnect (or say so).
+    // A closing handshake with a stopping server can take long: give up on it now.
+    if (err instanceof TypeError && socket && socket.readyState === WebSocket.OPEN) {
+      const ws = socket;
+      closed(ws);
+      ws.close();
+    }
+  }
   try { renderKeys(await getJson("/keys")); } catch (err) { renderKeys([], err.message); }
 }
 
