@@ -2,12 +2,13 @@
 
 A provider limit is "at most ``count`` per ``window`` seconds" (10 requests/s, 2,400
 requests/min, 300,000 tokens/min), checked over a sliding window. A :class:`Pacer`
-spaces calls evenly at ``count / (window + jitter) * safety`` (the generic cell rate algorithm,
-GCRA: a token bucket kept as the theoretical arrival time of the next unit). A call
-may go up to half the safety slack of its window early; the dispatcher wakes at
-that early point, so its own lateness costs no throughput, and any window still holds
-at most ``1 + (window + tolerance) * rate < count + 1`` calls: no bursts that trip a
-per-second check.
+spaces calls evenly at ``rate = safety * count / (window + jitter)`` (the generic cell
+rate algorithm, GCRA: a token bucket kept as the theoretical arrival time of the next
+unit). A call may go up to ``tolerance = window * (1 - safety)`` early; the dispatcher
+wakes at that early point, so a late wake-up (a busy event loop) is caught up instead
+of lost. Any window, stretched by up to ``jitter`` on the way to the provider, still
+holds at most ``1 + rate * (window + tolerance + jitter) < count + 1`` calls: nothing
+that trips a per-second check, and a per-minute quota used to ``safety``.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class Pacer:
         # The window is stretched by the jitter calls may meet on the way (scheduling,
         # network): it matters for per-second limits, hardly for per-minute ones.
         self.rate = self.limit.count / (self.limit.window_s + self.jitter_s) * self.safety * share
-        self.tolerance = self.limit.window_s * (1.0 - self.safety) / 2
+        self.tolerance = self.limit.window_s * (1.0 - self.safety)
 
     def ready_at(self, now: float) -> float:
         """Earliest time a call conforms. Its cost is charged afterwards (``take``), so a
