@@ -167,7 +167,7 @@ class CameraReader(threading.Thread):
                 reason = f"cannot open {self.camera.url}"
             cap = open_capture(source) if source is not None else None
             if cap is None or not cap.isOpened():
-                self._report(OFFLINE, f"{reason}; retrying in {delay:.0f} s")
+                self._report(OFFLINE, f"{reason}; retrying in {delay:g} s")
             else:
                 try:
                     outcome = self._read(cap, source, started)

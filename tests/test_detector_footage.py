@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from detector.assets import AssetMissing, asset_path
-from detector.capture import CameraConfig, CameraReader, Frame, Playback
+from detector.capture import Frame
 from detector.pipeline import DetectionPipeline
 from detector.yolo import YoloDetector
 from streamapp.settings import DetectorSettings
@@ -97,31 +96,3 @@ def test_pytorch_checkpoint_finds_the_same_objects_as_the_onnx_export(detector):
 def test_missing_model_says_how_to_fetch_it(tmp_path):
     with pytest.raises(AssetMissing, match=r"python -m detector.assets"):
         YoloDetector(DetectorSettings(model=tmp_path / "nothing.onnx"))
-
-
-def test_file_reader_samples_at_the_interval_in_fast_playback():
-    frames: list[Frame] = []
-    statuses: list[tuple[int, str]] = []
-    camera = CameraConfig(id="junction", url="asset:vtest.avi", loop=False)
-    reader = CameraReader(camera, 1.8, frames.append, lambda _id, s, m, _l: statuses.append((s, m)),
-                          playback=Playback.fast, max_frames=4)
-    reader.start()
-    reader.join(30)
-    assert [f.index for f in frames] == [0, 1, 2, 3]
-    assert [f.t for f in frames] == pytest.approx([0.0, 1.8, 3.6, 5.4])  # 18 frames apart at 10 fps
-    assert statuses == [(1, "online"), (0, "finished")]
-
-
-def test_unreadable_file_is_an_offline_status_not_an_exception(tmp_path: Path):
-    bad = tmp_path / "broken.avi"
-    bad.write_bytes(b"not a video at all" * 100)
-    statuses: list[tuple[int, str]] = []
-    reader = CameraReader(CameraConfig(id="broken", url=str(bad)), 1.8, lambda f: None,
-                          lambda _id, s, m, _l: statuses.append((s, m)), reconnect_initial_s=0.05)
-    reader.start()
-    reader.join(0.5)
-    reader.stop()
-    reader.join(5)
-    assert not reader.is_alive()
-    assert statuses[0][0] in (0, 2) and "broken.avi" in statuses[0][1]
-    assert statuses[-1] == (0, "stopped")
