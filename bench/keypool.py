@@ -165,14 +165,31 @@ async def litellm_router(provider: Provider, keys: list[dict], tasks: list, conc
     return await measure(provider, tasks, concurrency, call)
 
 
+async def loop_stalls(stalls: list, tick: float = 0.01) -> None:
+    """Record how late this process's event loop wakes (a busy machine starves it)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(tick)
+        late = loop.time() - before - tick
+        if late > 0.02:
+            stalls.append(late)
+
+
 async def measure(provider: Provider, tasks: list, concurrency: int, call) -> dict:
     await provider.admin("POST", "/admin/reset")
+    stalls: list = []
+    monitor = asyncio.ensure_future(loop_stalls(stalls))
     ok, failed, seconds = await run_workload(tasks, concurrency, call)
+    monitor.cancel()
     stats = await provider.admin("GET", "/admin/stats")
     return {
         "utilization": ok / seconds / CEILING, "rate_limited": stats["rate_limited"] / max(1, stats["requests"]),
-        "lost": len(tasks) - ok - failed, "ok": ok, "failed": failed, "seconds": seconds,
+        "lost": len(tasks) - ok - failed, "ok": ok, "failed": failed, "seconds": round(seconds, 2),
         "requests": stats["requests"], "by_status": stats["by_status"], "throttled_by": stats["throttled_by"],
+        # Event-loop wake-ups later than 20 ms, and their sum: the machine's share of any shortfall.
+        "loop_stalls": len(stalls), "loop_stalled_s": round(sum(stalls), 2),
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
