@@ -28,6 +28,8 @@ COMPOSE = DOCKER / "docker-compose.yml"
 PROMETHEUS = DOCKER / "prometheus" / "prometheus.yml"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "trafficrisk.json"
 _METRIC = re.compile(r"\btrafficrisk_[a-z0-9_]+")
+_SELECTOR = re.compile(r"\b(trafficrisk_[a-z0-9_]+)\{([^}]*)\}")
+_EQUALS = re.compile(r'(\w+)="([^"]*)"')
 
 
 def compose_cli() -> list[str] | None:
@@ -45,9 +47,21 @@ def metric_names(exprs: list[str]) -> set[str]:
     return {name for expr in exprs for name in _METRIC.findall(expr)}
 
 
-def exported_sample_names(exposition: str) -> set[str]:
-    """Sample names as Prometheus stores them (`_total`, `_bucket`, `_count`, ...)."""
-    return {sample.name for family in text_string_to_metric_families(exposition) for sample in family.samples}
+def label_matchers(exprs: list[str]) -> set[tuple[str, str, str]]:
+    """(metric, label, value) of every `metric{label="value"}` equality matcher."""
+    return {(name, label, value) for expr in exprs for name, body in _SELECTOR.findall(expr)
+            for label, value in _EQUALS.findall(body)}
+
+
+def exported_samples(exposition: str) -> set[tuple[str, str, str]]:
+    """(sample name, label, value) of every sample, and (name, "", "") for each name;
+    names as Prometheus stores them (`_total`, `_bucket`, `_count`, ...)."""
+    out = set()
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            out.add((sample.name, "", ""))
+            out.update((sample.name, label, value) for label, value in sample.labels.items())
+    return out
 
 
 def test_compose_file_parses_with_docker_compose_config():
@@ -113,12 +127,12 @@ async def _first_detection_result(ws_url: str, send, timeout: float = 60.0) -> d
     return {}
 
 
-def _wait_for_samples(urls: list[str], wanted: set[str], timeout: float = 60.0) -> set[str]:
+def _wait_for_samples(urls: list[str], wanted: set[tuple], timeout: float = 60.0) -> set[tuple]:
     deadline = time.monotonic() + timeout
-    exported: set[str] = set()
+    exported: set[tuple] = set()
     while time.monotonic() < deadline:
         try:
-            exported = set().union(*(exported_sample_names(scrape(url)) for url in urls))
+            exported = set().union(*(exported_samples(scrape(url)) for url in urls))
         except OSError:  # a process still starting (the detector loads its model first)
             exported = set()
         if wanted <= exported:
@@ -175,8 +189,10 @@ def test_every_scraped_and_charted_metric_is_exported_by_running_processes(stack
         assert asyncio.run(_first_detection_result(
             f"http://127.0.0.1:{port}/ws", lambda: produce(stack.bootstrap, stack.topic("detection_results"), records)))
 
-        dashboard = json.loads(DASHBOARD.read_text())
-        wanted = {name for exprs in panel_queries(dashboard).values() for name in metric_names(exprs)}
+        # Every metric name, and every label value a panel selects on, must exist.
+        queries = panel_queries(json.loads(DASHBOARD.read_text())).values()
+        wanted = {(name, "", "") for exprs in queries for name in metric_names(exprs)}
+        wanted |= {matcher for exprs in queries for matcher in label_matchers(exprs)}
         exported = _wait_for_samples(endpoints, wanted)
         missing = sorted(wanted - exported)
         assert not missing, f"charted in Grafana but exported by no scraped process: {missing}"
