@@ -13,11 +13,17 @@ from streamapp.app import app, settings
 from streamapp.codecs import with_model_values
 from streamapp.models import FrameContextMessage
 
+# Rows live for seconds: small RocksDB write buffers and caches per partition instead of
+# Faust's defaults (64 MB x 3 buffers, 2 GB cache), which let each of the many
+# partition stores hold hundreds of MB of deleted frames in memory.
+STORE_OPTIONS = {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2, "block_cache_size": 8 << 20}
+
 frames = with_model_values(app.Table(
     "aggregator-frames",
     default=None,
     key_type=bytes,
     partitions=settings.topics.frame_context.partitions,
+    options=STORE_OPTIONS,
     help="origin_message_id -> assessed groups and results of an open frame",
 ), FrameState)
 
@@ -26,6 +32,7 @@ frame_contexts = with_model_values(app.Table(
     default=None,
     key_type=bytes,
     partitions=settings.topics.frame_context.partitions,
+    options=STORE_OPTIONS,
     help="origin_message_id -> objects, groups and preview of an open frame",
 ), FrameContextMessage)
 
@@ -34,5 +41,6 @@ camera_frames = with_model_values(app.Table(
     default=None,
     key_type=bytes,
     partitions=settings.topics.frame_context.partitions,
+    options=STORE_OPTIONS,
     help="camera_id -> open frames' deadlines and recently finished frame ids",
 ), CameraLedger)

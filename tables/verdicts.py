@@ -4,6 +4,7 @@ under exactly_once), and a recovering worker rebuilds the table from that topic.
 from streamapp.app import app, settings, topics
 from streamapp.codecs import with_model_values
 from streamapp.models import CameraVerdictMessage
+from tables.frames import STORE_OPTIONS
 
 latest_verdicts = with_model_values(app.Table(
     "latest-verdicts",
@@ -11,5 +12,6 @@ latest_verdicts = with_model_values(app.Table(
     key_type=bytes,
     partitions=settings.topics.camera_verdicts.partitions,
     changelog_topic=topics.camera_verdicts,
+    options=STORE_OPTIONS,
     help="camera_id -> the camera's latest verdict (changelog: camera-verdicts)",
 ), CameraVerdictMessage)
