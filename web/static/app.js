@@ -38,6 +38,8 @@ function setStatus(cameraId, status, message) {
   const pill = cam.card.querySelector(".camera-status");
   pill.textContent = STATUS_TEXT[status] || String(status);
   pill.title = message || "";
+  // Why a camera is down matters more than its last frame's figures.
+  if (status !== 1 && message) cam.card.querySelector(".camera-meta").textContent = message;
 }
 
 function groupRisks(result) {
