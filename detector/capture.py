@@ -225,18 +225,23 @@ class CameraReader(threading.Thread):
         return "done"
 
     def _read_file(self, cap: cv2.VideoCapture, first: np.ndarray) -> str:
+        """Sample every `step`-th frame. In real time, a reader that fell behind (a
+        starved CPU) grabs its way back to the present before it samples again, as a
+        live reader skips stale buffered frames: intervals stretch, never shrink."""
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if 0 < fps < 1000 else 25.0
         step = max(1, round(self.interval_s * fps))
-        pos, offset = 0, 0.0
+        realtime = self.playback is Playback.realtime
+        pos, offset, since = 0, 0.0, step
         anchor = time.monotonic()
         image: Optional[np.ndarray] = first
         while not self.stopped.is_set():
-            if pos % step == 0:
-                if image is None:
-                    ok, image = cap.read()
-                else:
-                    ok = True
+            behind = realtime and time.monotonic() - (anchor + pos / fps) > 2 / fps
+            sample = since >= step and not behind
+            if image is not None:
+                ok = True
+            elif sample:
+                ok, image = cap.read()
             else:
                 ok = cap.grab()
             if not ok:
@@ -252,9 +257,10 @@ class CameraReader(threading.Thread):
             if image is not None:
                 if self._emit(image, offset + pos / fps):
                     return "done"
-                image = None
+                image, since = None, 0
             pos += 1
-            if self.playback is Playback.realtime:
+            since += 1
+            if realtime:
                 wait = anchor + pos / fps - time.monotonic()
                 if wait > 0 and self.stopped.wait(wait):
                     break

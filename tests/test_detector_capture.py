@@ -74,3 +74,15 @@ def test_shards_split_a_camera_list_without_overlap():
     shards = [split_cameras(cameras, k, 3) for k in range(3)]
     assert sorted(c.id for shard in shards for c in shard) == sorted(c.id for c in cameras)
     assert [len(s) for s in shards] == [3, 2, 2]
+
+
+def test_realtime_playback_never_samples_faster_than_the_interval():
+    frames: list[Frame] = []
+    camera = CameraConfig(id="junction", url="asset:vtest.avi")
+    reader = CameraReader(camera, 0.3, frames.append, lambda *_: None, playback=Playback.realtime, max_frames=4)
+    reader.start()
+    reader.join(30)
+    taken = [f.taken for f in frames]
+    assert len(taken) == 4
+    assert all(b - a >= 0.29 for a, b in zip(taken, taken[1:]))  # 3 frames at 10 fps, at the video's pace
+    assert all(b.t - a.t >= 0.3 - 1e-9 for a, b in zip(frames, frames[1:]))  # media time: 3 frames or more
