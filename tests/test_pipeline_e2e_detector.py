@@ -103,7 +103,7 @@ async def test_detector_to_browser_one_result_per_frame_with_risk_from_the_asses
     try:
         async with WsClient(ws_url(yaml.safe_load(config.read_text()))) as client:
             detector = run_detector(stack, cameras, "fast")
-            got = await client.wait_for(is_result, FRAMES, timeout=150, settle=3)
+            got = await client.wait_for(is_result, FRAMES, timeout=150, settle=3, strict=False)
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
         produced = await produced_frames(stack)
         assert len(produced) == FRAMES
@@ -129,7 +129,7 @@ async def test_browser_on_the_survivor_gets_every_frame_once_when_the_other_work
             detector = run_detector(stack, cameras, "realtime")
             await client.wait_for(is_result, 3, timeout=120)
             victim.kill()
-            got = await client.wait_for(is_result, FRAMES, timeout=150, settle=5)
+            got = await client.wait_for(is_result, FRAMES, timeout=150, settle=5, strict=False)
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
         produced = await produced_frames(stack)
         assert len(produced) == FRAMES
