@@ -98,7 +98,12 @@ def test_demo_dashboard_shows_annotated_footage_and_high_risk_alerts_then_stops_
         children = children_of(demo.pid)
         assert len(children) == 2, "the demo runs a worker and a detector"
 
-        page.goto(f"http://127.0.0.1:{port}/")
+        base = f"http://127.0.0.1:{port}"
+        page.goto(f"{base}/")
+        # Only the packaged files are served, with their types; nothing else of the disk.
+        assert page.request.get(f"{base}/static/app.js").headers["content-type"].startswith("text/javascript")
+        assert page.request.get(f"{base}/static/dashboard.py").status == 404
+        assert page.request.get(f"{base}/static/..%2Fdashboard.py").status == 404
         page.wait_for_selector('#ws-state[data-state="open"]', timeout=15_000)
         assert page.is_hidden("#ws-banner")
         page.wait_for_selector('.camera[data-annotated="true"]', timeout=60_000)
