@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from streamapp.settings import CACHE_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,7 +27,7 @@ class AssetMissing(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TRAFFICRISK_CACHE", ROOT / ".cache"))
+    return Path(os.environ.get(CACHE_ENV, ROOT / ".cache"))
 
 
 def configure_ultralytics() -> None:

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 ENV_PREFIX = "TRAFFICRISK_"
 CONFIG_ENV = "TRAFFICRISK_CONFIG"
+# The asset and Kafka-jar cache folder (detector.assets, bench.local_kafka): not a setting.
+CACHE_ENV = "TRAFFICRISK_CACHE"
 DEFAULT_CONFIG = Path("config/trafficrisk.yaml")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -276,7 +278,7 @@ def read_yaml(path: Path, environ: Optional[Mapping[str, str]] = None) -> dict:
 def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
     overrides = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, CACHE_ENV):
             continue
         path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
         try:
