@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from detector.assets import AssetMissing, fetch_all
+from detector.assets import AssetMissing, cache_dir, fetch_all
 from llm.keyconfig import load_key_config
 from streamapp.embedded_broker import EmbeddedBroker, free_port
 from streamapp.settings import ConfigError, Settings, load_settings
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     children: list[Child] = []
     broker: EmbeddedBroker | None = None
     # Emptied at each start; the logs stay for a look after Ctrl-C.
-    workdir = args.workdir or _cache_root() / "demo"
+    workdir = args.workdir or cache_dir() / "demo"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     try:
@@ -189,12 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
         shutil.rmtree(workdir / "data", ignore_errors=True)
         say("stopped")
-
-
-def _cache_root() -> Path:
-    root = Path(os.environ.get("TRAFFICRISK_CACHE", ROOT / ".cache"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def _port_free(host: str, port: int) -> bool:
