@@ -6,7 +6,7 @@ const RISK_ORDER = { none: 0, low: 1, medium: 2, high: 3 };
 const MAX_ALERTS = 200;
 const POLL_MS = 5000;
 const token = new URLSearchParams(location.search).get("token");
-const cameras = new Map(); // cameraId -> {card, canvas, status, frames}
+const cameras = new Map(); // cameraId -> {card, canvas, frames}
 let alertCount = 0;
 
 const $ = (id) => document.getElementById(id);
