@@ -70,7 +70,9 @@ def configurations() -> dict[str, DetectorSettings]:
         "batch4": base.model_copy(update={"model": dynamic, "batch_size": 4}),
         "gating": base.model_copy(update={"motion_gating": True}),  # default threshold: 1 % of pixels
         "gating5": base.model_copy(update={"motion_gating": True, "motion_threshold": 0.05}),
-        "fastest": base.model_copy(update={"model": dynamic, "imgsz": 320, "batch_size": 4, "motion_gating": True}),
+        # Gating is left out: on this busy footage it never skips at 1 % and costs
+        # accuracy at 5 % (see its rows), so here it only adds the thumbnail's cost.
+        "fastest": base.model_copy(update={"model": dynamic, "imgsz": 320, "batch_size": 4}),
     }
 
 
