@@ -45,6 +45,8 @@ def main() -> None:
         print(f"trafficrisk: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     command = _command(sys.argv)
+    if "--help" in sys.argv or "-h" in sys.argv[1:]:
+        command = ""  # help needs no broker
     if command in _BROKER_COMMANDS and settings.kafka.broker == "embedded":
         from streamapp.embedded_broker import EmbeddedBroker
 
