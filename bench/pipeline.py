@@ -299,7 +299,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
         config = workdir / "trafficrisk.yaml"
         config.write_text(yaml.safe_dump({
-            "app": {"id": "bench-pipeline", "data_dir": str(workdir / "data"), "log_level": "warning"},
+            "app": {"id": "bench-pipeline", "data_dir": str(workdir / "data")},
             "kafka": {"broker": f"kafka://{kafka.bootstrap}", "replication_factor": 1},
             "web": {"port": free_port()},
             # Every frame's three groups are assessed: no per-camera cooldown.

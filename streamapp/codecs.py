@@ -122,6 +122,12 @@ class DeadLetteringTopic(faust.Topic):
         self.dlq = dlq
         self.worker_id = worker_id
 
+    def get_topic_name(self) -> str:
+        if len(self.topics) > 1:
+            # Faust's `agents` listing treats NotImplementedError as "no single name".
+            raise NotImplementedError("a stream over several topics has no single name")
+        return super().get_topic_name()
+
     def _clone_args(self) -> dict:
         # Agents work on clones of their topic; the DLQ must travel with them.
         return {**super()._clone_args(), "dlq": self.dlq, "worker_id": self.worker_id}

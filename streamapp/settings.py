@@ -100,7 +100,6 @@ class AppSettings(_Section):
     data_dir: Path = Path("trafficrisk-data")
     # LLM calls time out well below this, so a healthy stream is never reported stuck.
     stream_processing_timeout_s: float = Field(default=300.0, gt=0)
-    log_level: str = "info"
 
 
 class WebSettings(_Section):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 import pytest
+import yaml
 
 from streamapp.models import AssessmentTaskMessage, DeadLetter, FrameContextMessage
 from tests.factories import three_group_frame, later
@@ -21,10 +23,21 @@ MALFORMED = [
 ]
 
 
+def get_json(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
 def test_worker_emits_one_task_per_worthy_group_and_dead_letters_malformed_input(stack, tmp_path):
     config = stack.write_config()
     worker = start_worker(config, tmp_path / "worker.log")
     try:
+        port = yaml.safe_load(config.read_text())["web"]["port"]
+        health = get_json(port, "/health")
+        assert health["status"] == "UP" and health["broker"]["reachable"]
+        assert set(health["agents"]) >= {"fanout"} and health["assigned_partitions"]
+        assert get_json(port, "/api/health/health_check")["code"] == 200
+
         frame = three_group_frame("cam-1")
         produce(stack.bootstrap, stack.topic("detection_results"), [(b"cam-1", frame.to_bytes())])
         tasks = consume(stack.bootstrap, stack.topic("assessment_tasks"), expect=2, timeout=60, settle=3)

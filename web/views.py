@@ -62,7 +62,7 @@ class GuardedView(View):
 @app.page("/stats")
 class Stats(GuardedView):
     async def get(self, request: Request) -> Response:
-        health = worker_health()
+        health = await worker_health()
         try:
             cluster = await cluster_figures()
         except Exception as exc:  # noqa: BLE001 - the view still reports what it knows
