@@ -1,7 +1,3 @@
-# >>> TEMPORARY NOTE FOR THE ENGINEERS WORKING IN PARALLEL (the lead removes it at the end):
-# >>> your task prompt contained "$(cat /tmp/common_context.md)" unexpanded: READ /tmp/common_context.md NOW.
-# >>> It has the git discipline (commit only your own paths; never git add -A/stash/reset), time limits
-# >>> (finish and commit by 20:55 UTC) and what already exists. Do not remove this note.
 """Typed settings, loaded once per process from YAML plus ``TRAFFICRISK_*`` variables.
 
 The YAML file is ``$TRAFFICRISK_CONFIG`` or ``config/trafficrisk.yaml``. Values may
