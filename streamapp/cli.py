@@ -14,8 +14,10 @@ import sys
 from streamapp import runtime
 from streamapp.settings import CONFIG_ENV, ConfigError, load_settings
 
-# Commands that talk to the broker, and those that create our topics first.
-_BROKER_COMMANDS = {"worker", "send", "topics", "table", "dlq", "keys", "detect", "clean-versions"}
+# Processes that may start the embedded broker (an inspection command would only get a
+# new, empty one), and those that create our topics first.
+_EMBEDDED_COMMANDS = {"worker", "detect"}
+_INSPECTION_COMMANDS = {"send", "topics", "table", "dlq", "keys"}
 _ENSURE_TOPICS = {"worker", "detect"}
 
 
@@ -47,7 +49,11 @@ def main() -> None:
     command = _command(sys.argv)
     if "--help" in sys.argv or "-h" in sys.argv[1:]:
         command = ""  # help needs no broker
-    if command in _BROKER_COMMANDS and settings.kafka.broker == "embedded":
+    if command in _INSPECTION_COMMANDS and settings.kafka.broker == "embedded":
+        print("trafficrisk: kafka.broker is 'embedded', which lives inside the running worker or demo; "
+              "set TRAFFICRISK_KAFKA__BROKER=kafka://127.0.0.1:PORT (the demo prints it)", file=sys.stderr)
+        sys.exit(2)
+    if command in _EMBEDDED_COMMANDS and settings.kafka.broker == "embedded":
         from streamapp.embedded_broker import EmbeddedBroker
 
         settings.kafka.broker = EmbeddedBroker().start().url

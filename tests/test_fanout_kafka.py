@@ -68,7 +68,9 @@ def test_worker_emits_one_task_per_worthy_group_and_dead_letters_malformed_input
 
 def test_cooldown_survives_sigkill_through_the_changelog(stack, tmp_path):
     config = stack.write_config()
-    worker = start_worker(config, tmp_path / "first.log")
+    # The killed member's session must expire before its partitions move; keep it short.
+    quick_rejoin = {"BROKER_SESSION_TIMEOUT": "10"}
+    worker = start_worker(config, tmp_path / "first.log", quick_rejoin)
     topic = stack.topic("detection_results")
     try:
         produce(stack.bootstrap, topic, [(b"cam-1", three_group_frame("cam-1", at=later(0), frame_index=0).to_bytes())])
@@ -80,7 +82,7 @@ def test_cooldown_survives_sigkill_through_the_changelog(stack, tmp_path):
 
     # A fresh data folder: the cooldown can only come back from the changelog topic.
     fresh = stack.write_config("restarted.yaml", app={"data_dir": str(tmp_path / "fresh-data")})
-    worker = start_worker(fresh, tmp_path / "second.log")
+    worker = start_worker(fresh, tmp_path / "second.log", quick_rejoin)
     try:
         produce(stack.bootstrap, topic, [
             (b"cam-1", three_group_frame("cam-1", at=later(1.0), frame_index=1).to_bytes()),

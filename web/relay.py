@@ -19,7 +19,7 @@ import logging
 from collections import OrderedDict, deque
 from typing import Optional
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, View
 from mode import Service
@@ -123,6 +123,9 @@ class Hub:
 
 
 hub = Hub(settings.relay, settings.app.worker_id)
+# Open browser sockets, closed when the worker stops: an open socket would otherwise
+# hold the web server's shutdown for its full grace period.
+sockets: set[web.WebSocketResponse] = set()
 
 
 @app.service
@@ -156,6 +159,8 @@ class VerdictFeed(Service):
         log.info("relay reading %d verdict and %d status partitions", len(verdict_tps), len(status_tps))
 
     async def on_stop(self) -> None:
+        for socket in list(sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"worker stopping")
         if self.consumer is not None:
             await self.consumer.stop()
 
@@ -189,6 +194,7 @@ class WebSocketRelay(View):
             return self.error(401, "missing or wrong bearer token")
         socket = web.WebSocketResponse(heartbeat=30)
         await socket.prepare(request)
+        sockets.add(socket)
         client_id, queue = hub.connect()
         queue.put(json.dumps(frontend.connection_ack(client_id, settings.app.worker_id)))
         for message in hub.snapshot():
@@ -201,6 +207,7 @@ class WebSocketRelay(View):
                 await self._command(incoming.data, queue)
         finally:
             writer.cancel()
+            sockets.discard(socket)
             hub.disconnect(client_id)
         return socket
 
