@@ -33,22 +33,26 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topics: Iterable[str]) ->
     return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
 
 
-async def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
-    """Messages currently held per topic (end minus beginning offsets)."""
+async def offset_ranges(settings: Settings, topics: Iterable[str]) -> tuple[dict, dict]:
+    """Beginning and end offsets of every partition of the topics."""
     consumer = _consumer(settings)
     await consumer.start()
     try:
         tps = await topic_partitions(consumer, topics)
         if not tps:
-            return {}
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        sizes: dict[str, int] = defaultdict(int)
-        for tp in tps:
-            sizes[tp.topic] += ends[tp] - starts[tp]
-        return dict(sizes)
+            return {}, {}
+        return await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
+
+
+async def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """Messages currently held per topic (end minus beginning offsets)."""
+    starts, ends = await offset_ranges(settings, topics)
+    sizes: dict[str, int] = defaultdict(int)
+    for tp in starts:
+        sizes[tp.topic] += ends[tp] - starts[tp]
+    return dict(sizes)
 
 
 async def consumer_lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
@@ -60,18 +64,9 @@ async def consumer_lag(settings: Settings, group_id: str, topics: Iterable[str])
         committed = await admin.list_consumer_group_offsets(group_id)
     finally:
         await admin.close()
-    consumer = _consumer(settings)
-    await consumer.start()
-    try:
-        tps = await topic_partitions(consumer, topics)
-        if not tps:
-            return {}
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-    finally:
-        await consumer.stop()
+    starts, ends = await offset_ranges(settings, topics)
     lag: dict[str, int] = defaultdict(int)
-    for tp in tps:
+    for tp in starts:
         meta = committed.get(tp)
         position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
         lag[tp.topic] += max(0, ends[tp] - position)

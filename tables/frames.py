@@ -18,29 +18,22 @@ from streamapp.models import FrameContextMessage
 # partition stores hold hundreds of MB of deleted frames in memory.
 STORE_OPTIONS = {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2, "block_cache_size": 8 << 20}
 
-frames = with_model_values(app.Table(
-    "aggregator-frames",
-    default=None,
-    key_type=bytes,
-    partitions=settings.topics.frame_context.partitions,
-    options=STORE_OPTIONS,
-    help="origin_message_id -> assessed groups and results of an open frame",
-), FrameState)
 
-frame_contexts = with_model_values(app.Table(
-    "aggregator-contexts",
-    default=None,
-    key_type=bytes,
-    partitions=settings.topics.frame_context.partitions,
-    options=STORE_OPTIONS,
-    help="origin_message_id -> objects, groups and preview of an open frame",
-), FrameContextMessage)
 
-camera_frames = with_model_values(app.Table(
-    "aggregator-cameras",
-    default=None,
-    key_type=bytes,
-    partitions=settings.topics.frame_context.partitions,
-    options=STORE_OPTIONS,
-    help="camera_id -> open frames' deadlines and recently finished frame ids",
-), CameraLedger)
+def _frame_table(name: str, model: type, help: str):
+    return with_model_values(app.Table(
+        name,
+        default=None,
+        key_type=bytes,
+        partitions=settings.topics.frame_context.partitions,
+        options=STORE_OPTIONS,
+        help=help,
+    ), model)
+
+
+frames = _frame_table(
+    "aggregator-frames", FrameState, "origin_message_id -> assessed groups and results of an open frame")
+frame_contexts = _frame_table(
+    "aggregator-contexts", FrameContextMessage, "origin_message_id -> objects, groups and preview of an open frame")
+camera_frames = _frame_table(
+    "aggregator-cameras", CameraLedger, "camera_id -> open frames' deadlines and recently finished frame ids")
