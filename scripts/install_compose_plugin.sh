@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Docker Compose v2 CLI plugin (`docker compose`) where only the docker CLI
 # is present and no Docker package repository is reachable: build it from its Go module
-# (Debian 12 ships only the old Python docker-compose 1.x). Needs Go >= 1.21; takes a
-# few minutes on 2 cores. Used by .ci/run so the compose file check runs everywhere.
+# (Debian 12 ships only the old Python docker-compose 1.x). Needs Go >= 1.21; takes about
+# two minutes on 2 cores (cold caches). Used by .ci/run so the compose file check runs everywhere.
 set -euo pipefail
 VERSION=${COMPOSE_VERSION:-v2.29.7}
 PLUGINS=${DOCKER_CLI_PLUGINS:-/usr/local/lib/docker/cli-plugins}
