@@ -25,6 +25,8 @@ from streamapp.settings import DetectorSettings
 log = logging.getLogger(__name__)
 
 Sink = Callable[[DetectionResultMessage], None]
+# Objects, groups and features of a frame (max_det=100) stay well under this in JSON.
+NON_IMAGE_BYTES_BOUND = 64_000
 MIN_CROP_SIDE = 96
 
 
@@ -64,7 +66,10 @@ def build_message(frame: Frame, objects: list[DetectedObject], settings: Detecto
     side, quality = settings.crop_max_side, settings.crop_quality
     while True:
         message.traffic_groups = build_groups(frame.image, objects, settings, side, quality)
-        if side is None or len(message.to_bytes()) <= settings.max_message_bytes:
+        images = len(message.frame_preview_b64 or "") + sum(len(g.crop_jpeg_b64 or "") for g in message.traffic_groups)
+        # Serialising the message costs as much as sending it: measure it only near the limit.
+        if side is None or images + NON_IMAGE_BYTES_BOUND <= settings.max_message_bytes \
+                or len(message.to_bytes()) <= settings.max_message_bytes:
             break
         if side > MIN_CROP_SIDE:
             side, quality = max(int(side * 0.7), MIN_CROP_SIDE), max(quality - 10, 40)

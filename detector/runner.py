@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from detector.capture import CameraConfig, CameraReader, Frame, Playback
@@ -26,7 +25,8 @@ from detector.pipeline import DetectionPipeline, Detector
 from detector.producer import DetectionKafkaProducer
 from streamapp import metrics
 from streamapp.models import CameraStatusMessage, DetectionResultMessage
-from streamapp.settings import ConfigError, Settings
+from streamapp.codecs import describe_validation_error
+from streamapp.settings import ConfigError, Settings, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,11 @@ class CamerasFile(BaseModel):
 
 
 def load_cameras(path: Path) -> list[CameraConfig]:
+    """The camera list, read like the settings file (so URLs may carry ${VAR} credentials)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        cameras = CamerasFile.model_validate(data).cameras
+        cameras = CamerasFile.model_validate(read_yaml(path)).cameras
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
     ids = [c.id for c in cameras]
     if len(ids) != len(set(ids)):
         raise ConfigError(f"{path}: camera ids must be unique")
