@@ -1,6 +1,6 @@
 """The baseline of bench/pipeline.py: a trivial Faust agent that copies each message of
 one topic to another, with the same Faust settings as our worker (raw bytes, acks=all,
-lz4). Run by the bench as ``python -m bench.passthrough worker -l warning`` with
+snappy). Run by the bench as ``python -m bench.passthrough worker -l warning`` with
 BENCH_BROKER, BENCH_SOURCE, BENCH_SINK, BENCH_DATA and BENCH_WEB_PORT set.
 """
 import os
@@ -13,7 +13,7 @@ app = faust.App(
     store="memory://",
     datadir=os.environ.get("BENCH_DATA", "bench-passthrough-data"),
     producer_acks=-1,
-    producer_compression_type="lz4",
+    producer_compression_type="snappy",
     topic_replication_factor=1,
     key_serializer="raw",
     value_serializer="raw",

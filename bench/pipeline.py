@@ -227,7 +227,7 @@ async def drain(settings, seconds: float = 60) -> None:
 async def passthrough_rate(kafka: LocalKafka, workdir: Path, messages: int) -> float:
     """Preload a backlog of small messages, start the trivial agent, time the copies."""
     source, sink = "bench-passthrough-source", "bench-passthrough-sink"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", compression_type="lz4", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", compression_type="snappy", linger_ms=5)
     await producer.start()
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
@@ -318,7 +318,7 @@ async def main_async(args: argparse.Namespace) -> None:
         rss_at: dict[int, float] = {}
         tasks += [asyncio.ensure_future(read_verdicts(kafka.bootstrap, settings.topics.camera_verdicts.name, verdicts, stop)),
                   asyncio.ensure_future(watch_rss(worker.pid, verdicts, rss_marks, rss_at, stop))]
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", compression_type="lz4",
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", compression_type="snappy",
                                     linger_ms=5, max_request_size=2 * 1024 * 1024)
         await producer.start()
         template = message_template()
