@@ -114,7 +114,6 @@ def plan_fanout(
         detected_objects=message.detected_objects,
         # Crops went to the tasks; the verdict only needs the geometry.
         traffic_groups=[g.model_copy(update={"crop_jpeg_b64": None}) for g in message.traffic_groups],
-        frame_preview_b64=message.frame_preview_b64,
         process_time_ms=message.process_time_ms,
         assessed_groups={t.group.group_index: t.task_id for t in tasks},
     )

@@ -22,6 +22,8 @@ WS_CLIENTS = Gauge("trafficrisk_websocket_clients", "Browsers connected to /ws o
 WS_SENT = Counter("trafficrisk_websocket_messages_total", "Messages queued for browsers", ["type"])
 WS_DROPPED = Counter("trafficrisk_websocket_dropped_total", "Messages dropped for slow browsers (oldest first)")
 RELAY_DUPLICATES = Counter("trafficrisk_relay_duplicate_verdicts_total", "Re-emitted verdicts not relayed again")
+RELAY_WITHOUT_PREVIEW = Counter(
+    "trafficrisk_relay_verdicts_without_preview_total", "Verdicts relayed without a frame image (none arrived in time)")
 CONSUMER_LAG = Gauge("trafficrisk_consumer_lag", "Messages not yet committed by the app's consumer group", ["topic"])
 DLQ_SIZE = Gauge("trafficrisk_dlq_size", "Messages held in the DLQ topic")
 

@@ -5,8 +5,6 @@ in pixels; timestamps are timezone-aware UTC; images are base64 JPEG.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal, Optional
@@ -37,11 +35,15 @@ def _bbox(value: tuple[float, float, float, float]) -> tuple[float, float, float
     return value
 
 
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 def _base64(value: str) -> str:
-    try:
-        base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not valid base64") from None
+    # The same rules as b64decode(validate=True), without decoding: images are checked
+    # on every hop, and deleting the alphabet in C is ~9x faster than decoding.
+    body = value.rstrip("=")
+    if len(value) % 4 or len(value) - len(body) > 2 or not body.isascii() or body.encode().translate(None, _B64_ALPHABET):
+        raise ValueError("not valid base64")
     return value
 
 
@@ -114,8 +116,6 @@ class FrameFields(Message):
     image_height: int = Field(gt=0)
     detected_objects: list[DetectedObject] = []
     traffic_groups: list[TrafficGroup] = []
-    # A small preview of the whole frame for the dashboard; never sent to the LLM.
-    frame_preview_b64: Optional[Base64Jpeg] = None
     process_time_ms: float = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -131,6 +131,10 @@ class FrameFields(Message):
 class DetectionResultMessage(FrameFields):
     message_id: UUID = Field(default_factory=uuid4)
     timestamp: UtcDatetime
+    # A small preview of the whole frame for the dashboard; never sent to the LLM. It
+    # travels on this topic only: the relay joins it to the frame's verdict
+    # (web/previews.py), so no agent, table or later topic copies it.
+    frame_preview_b64: Optional[Base64Jpeg] = None
 
 
 class AssessmentTaskMessage(Message):
@@ -189,7 +193,7 @@ class RiskAssessmentResultMessage(Message):
 
 class FrameContextMessage(FrameFields):
     """What the aggregator needs of a frame besides the results: sent once per frame
-    by the fan-out, keyed like the results, so no hop carries the full frame twice."""
+    by the fan-out, keyed like the results; no crops, no preview."""
 
     origin_message_id: UUID
     frame_timestamp: UtcDatetime
@@ -237,7 +241,8 @@ class GroupVerdict(Message):
 
 
 class CameraVerdictMessage(FrameFields):
-    """One verdict per frame and camera: the frame context joined with its group results."""
+    """One verdict per frame and camera: the frame context joined with its group results
+    (the preview image is joined later, by the relay)."""
 
     origin_message_id: UUID
     frame_timestamp: UtcDatetime

@@ -35,7 +35,7 @@ def frame_context(camera_id: str, frame_index: int, assessed: int = 2, groups: i
     return FrameContextMessage(
         origin_message_id=uuid4(), camera_id=camera_id, camera_name=f"Camera {camera_id}", frame_index=frame_index,
         frame_timestamp=at or datetime.now(timezone.utc), image_width=640, image_height=480,
-        detected_objects=objects, traffic_groups=traffic_groups, frame_preview_b64=PREVIEW_B64,
+        detected_objects=objects, traffic_groups=traffic_groups,
         process_time_ms=42.0, assessed_groups={g: uuid4() for g in range(assessed)},
     )
 

@@ -1,4 +1,5 @@
-"""The relay's plain parts: per-browser queues, dedupe, and the front end's message shapes."""
+"""The relay's plain parts: per-browser queues, dedupe, joining previews to verdicts,
+and the front end's message shapes."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,9 @@ import pytest
 
 from streamapp.models import CameraStatusMessage, CameraVerdictMessage
 from streamapp.settings import RelaySettings
-from tests.relay_support import frame_context, group_result
+from tests.relay_support import PREVIEW_B64, frame_context, group_result
 from web import frontend
+from web.previews import PreviewJoin
 from web.relay import ClientQueue, Hub
 
 
@@ -18,8 +20,14 @@ def verdict(camera: str = "cam-9", frame_index: int = 0) -> CameraVerdictMessage
 
     ctx = frame_context(camera, frame_index, assessed=2)
     state = FrameState(origin_message_id=ctx.origin_message_id, camera_id=camera, first_seen=0,
-                       assessed=ctx.assessed_groups, results={"0": group_result(ctx, 0, "high")})
-    return build_verdict(state, ctx, ctx.frame_timestamp)
+                       context=ctx, results={"0": group_result(ctx, 0, "high")})
+    return build_verdict(state, ctx.frame_timestamp)
+
+
+def deliver(hub: Hub, v: CameraVerdictMessage) -> None:
+    """As on Kafka: the frame's preview (detection-results) first, its verdict later."""
+    hub.on_preview(str(v.origin_message_id), PREVIEW_B64)
+    hub.on_verdict(v)
 
 
 async def test_slow_browser_loses_its_oldest_messages_and_they_are_counted():
@@ -40,7 +48,7 @@ def test_one_slow_browser_does_not_hold_back_the_others():
     _, slow = hub.connect()
     _, fast = hub.connect()
     for n in range(4):
-        hub.on_verdict(verdict(frame_index=n))
+        deliver(hub, verdict(frame_index=n))
         fast.items.popleft()  # the fast browser keeps up
     assert slow.dropped == 2 and len(slow.items) == 2 and fast.dropped == 0
     assert [json.loads(t)["data"]["frameIndex"] for t in slow.items] == [2, 3]
@@ -50,13 +58,63 @@ def test_reemitted_verdict_is_relayed_once_and_dedupe_memory_is_bounded():
     hub = Hub(RelaySettings(dedupe_capacity=2), "w1")
     _, queue = hub.connect()
     first = verdict()
-    hub.on_verdict(first)
-    hub.on_verdict(first.model_copy())
+    deliver(hub, first)
+    deliver(hub, first.model_copy())
     assert len(queue.items) == 1
-    hub.on_verdict(verdict(frame_index=1))
-    hub.on_verdict(verdict(frame_index=2))
-    hub.on_verdict(first)  # forgotten after two newer frames: capacity is 2
+    deliver(hub, verdict(frame_index=1))
+    deliver(hub, verdict(frame_index=2))
+    deliver(hub, first)  # forgotten after two newer frames: capacity is 2
     assert len(queue.items) == 4
+
+
+def sent(queue: ClientQueue) -> list[tuple[int, bool]]:
+    return [(m["data"]["frameIndex"], m["data"]["frame"] is not None) for m in map(json.loads, queue.items)]
+
+
+def test_verdict_waits_for_a_preview_that_comes_late_and_goes_with_it():
+    hub = Hub(RelaySettings(preview_wait_s=1.0), "w1")
+    _, queue = hub.connect()
+    v = verdict()
+    hub.on_verdict(v, now=100.0)
+    hub.expire(now=100.5)
+    assert sent(queue) == []
+    hub.on_preview(str(v.origin_message_id), PREVIEW_B64)
+    assert sent(queue) == [(0, True)]
+    assert json.loads(queue.items[0])["data"]["frame"] == f"data:image/jpeg;base64,{PREVIEW_B64}"
+
+
+def test_verdict_whose_preview_never_comes_goes_without_a_frame_after_the_wait():
+    hub = Hub(RelaySettings(preview_wait_s=1.0), "w1")
+    _, queue = hub.connect()
+    hub.on_verdict(verdict(frame_index=1), now=100.0)
+    hub.on_verdict(verdict(frame_index=2), now=100.8)
+    hub.expire(now=101.2)
+    assert sent(queue) == [(1, False)]
+    hub.expire(now=102.0)
+    assert sent(queue) == [(1, False), (2, False)] and hub.previews.without_preview == 2
+
+
+def test_previews_are_not_held_while_nobody_watches_and_are_dropped_when_the_last_browser_leaves():
+    hub = Hub(RelaySettings(), "w1")
+    v = verdict()
+    hub.on_preview(str(v.origin_message_id), PREVIEW_B64)
+    assert not hub.previews.previews
+    client_id, queue = hub.connect()
+    hub.on_preview("some-frame", PREVIEW_B64)
+    hub.on_verdict(v, now=1.0)
+    hub.disconnect(client_id)
+    assert not hub.previews.previews and not hub.previews.waiting
+
+
+def test_preview_join_holds_at_most_its_capacity_on_either_side():
+    join: PreviewJoin[str] = PreviewJoin(capacity=2, wait_s=5.0)
+    for n in range(3):
+        join.preview(f"p{n}", f"image{n}")
+    assert list(join.previews) == ["p1", "p2"]
+    assert join.verdict("p0", "v0", now=0.0) == []  # its preview was the oldest, now gone
+    assert join.verdict("v1", "late1", now=0.0) == []
+    assert join.verdict("v2", "late2", now=0.0) == [("v0", None)]  # a third waiter pushes out the first
+    assert join.verdict("p2", "v2", now=0.0) == [("v2", "image2")]
 
 
 def test_latest_verdict_per_camera_keeps_the_newest_frame():
@@ -80,7 +138,7 @@ def test_offline_status_also_tells_the_browser_the_stream_stopped():
 
 
 def test_detection_result_has_the_front_ends_fields_in_camel_case():
-    message = frontend.detection_result(verdict())
+    message = frontend.detection_result(verdict(), PREVIEW_B64)
     assert message["type"] == "detection_result"
     data = message["data"]
     assert {"cameraId", "timestamp", "frame", "imageWidth", "imageHeight", "detectedObjects", "trafficGroups",

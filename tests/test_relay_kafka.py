@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from streamapp.models import CameraControlMessage, CameraStatusMessage, CameraVerdictMessage
+from tests.factories import three_group_frame
 from tests.relay_support import WsClient, frame_context, group_result, record, ws_url
 from tests.support import Stack, consume, free_port, produce, start_worker
 
@@ -65,7 +66,9 @@ async def test_browser_on_either_worker_gets_one_result_per_frame_of_every_camer
                 assert result["maxRiskLevel"] == expected
                 assert result["hasDangerousDriving"] is (expected == "high")
                 assert result["complete"] is True and result["missingGroups"] == []
-                assert result["frame"].startswith("data:image/jpeg;base64,")
+                # No detection message carried a preview for these frames: after the
+                # relay's wait they go without one.
+                assert result["frame"] is None
                 assert result["imageWidth"] == 640 and result["imageHeight"] == 480
                 assert len(result["detectedObjects"]) == 6 and "className" in result["detectedObjects"][0]
                 assert [g["riskLevel"] for g in result["trafficGroups"]] == [expected, "none", None]
@@ -74,6 +77,24 @@ async def test_browser_on_either_worker_gets_one_result_per_frame_of_every_camer
                 assert first_result["type"] == "vehicle_pedestrian_conflict" and first_result["confidence"] == 0.7
                 assert first_result["description"] == f"group 0 is {expected}"
                 assert result["processTime"] == 42.0
+
+
+async def test_frame_preview_travels_on_detection_results_only_and_is_joined_by_the_relay(workers):
+    stack, configs, _ = workers
+    frame = three_group_frame(camera_id="preview-1")
+    async with WsClient(ws_url(configs[1], TOKEN)) as client:
+        await asyncio.sleep(1)  # the relay follows detection-results from the moment a browser is there
+        await _produce(stack, "detection_results", [frame])
+        [result] = await client.wait_for(lambda m: m["type"] == "detection_result"
+                                         and m["data"]["cameraId"] == "preview-1", 1, timeout=60, settle=1.0)
+    assert result["data"]["messageId"] == str(frame.message_id)
+    assert result["data"]["frame"] == f"data:image/jpeg;base64,{frame.frame_preview_b64}"
+    verdicts = [r.value for r in await asyncio.to_thread(
+        consume, stack.bootstrap, stack.topic("camera_verdicts"), expect=10**6, timeout=4) if r.key == b"preview-1"]
+    contexts = [r.value for r in await asyncio.to_thread(
+        consume, stack.bootstrap, stack.topic("frame_context"), expect=10**6, timeout=4) if r.key == b"preview-1"]
+    assert len(verdicts) == len(contexts) == 1
+    assert frame.frame_preview_b64.encode() not in verdicts[0] + contexts[0]
 
 
 async def test_frame_missing_a_result_gets_a_verdict_naming_it_after_the_deadline(workers):

@@ -49,12 +49,12 @@ def test_task_limit_per_frame_keeps_the_most_urgent_groups():
     assert plan.skipped["frame_task_limit"] == 1
 
 
-def test_context_lists_assessed_groups_and_carries_no_crops():
+def test_context_lists_assessed_groups_and_carries_no_images():
     plan = plan_fanout(three_group_frame(), CONFIG, None)
     assert plan.context.assessed_groups == {t.group.group_index: t.task_id for t in plan.tasks}
     assert all(g.crop_jpeg_b64 is None for g in plan.context.traffic_groups)
     assert all(t.group.crop_jpeg_b64 for t in plan.tasks)
-    assert plan.context.frame_preview_b64 is not None
+    assert "frame_preview_b64" not in plan.context.model_dump()
 
 
 def test_tasks_carry_their_members_as_detection_context():

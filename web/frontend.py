@@ -62,7 +62,7 @@ def stream_stopped(status: CameraStatusMessage) -> dict:
     return envelope("stream_stopped", {"cameraId": status.camera_id, "reason": status.message or "offline"})
 
 
-def detection_result(verdict: CameraVerdictMessage) -> dict:
+def detection_result(verdict: CameraVerdictMessage, preview_b64: Optional[str] = None) -> dict:
     """A verdict in the front end's shape: groups carry their risk, results are listed
     as dangerousDrivingResults (one per assessed group), the preview is a data URL."""
     results = {r.group_index: r for r in verdict.results}
@@ -96,7 +96,7 @@ def detection_result(verdict: CameraVerdictMessage) -> dict:
         "messageId": str(verdict.origin_message_id),
         "frameIndex": verdict.frame_index,
         "timestamp": verdict.frame_timestamp.isoformat(),
-        "frame": f"data:image/jpeg;base64,{verdict.frame_preview_b64}" if verdict.frame_preview_b64 else None,
+        "frame": f"data:image/jpeg;base64,{preview_b64}" if preview_b64 else None,
         "imageWidth": verdict.image_width,
         "imageHeight": verdict.image_height,
         "detectedObjects": camelize([o.model_dump(mode="json", exclude_none=True) for o in verdict.detected_objects]),

@@ -2,7 +2,10 @@
 
 Each worker reads ALL partitions of camera-verdicts and camera-status with its own
 group-less consumer (no offsets committed, no rebalances), so a browser connected to
-any worker sees every camera, whichever worker made the verdict. Each browser has a
+any worker sees every camera, whichever worker made the verdict. While a browser is
+connected it also reads detection-results for the frames' preview images, which it
+joins to the verdicts (web/previews.py); with nobody watching those partitions are
+paused. Each browser has a
 bounded queue: when it falls behind, its oldest messages are dropped and counted,
 and neither the pipeline nor the other browsers wait for it. A verdict re-emitted
 after a worker crash (same camera and frame) is relayed once.
@@ -16,8 +19,10 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections import OrderedDict, deque
 from typing import Optional
+from uuid import UUID
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,6 +38,7 @@ from streamapp.models import CameraStatusMessage, CameraVerdictMessage
 from streamapp.settings import RelaySettings
 from web import frontend
 from web.auth import authorized
+from web.previews import PreviewJoin, Ready
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,7 @@ class Hub:
         self._relayed: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ids = itertools.count(1)
         self.dropped_total = 0
+        self.previews: PreviewJoin[CameraVerdictMessage] = PreviewJoin(config.preview_buffer, config.preview_wait_s)
 
     def connect(self) -> tuple[str, ClientQueue]:
         client_id = f"{self.worker_id}-{next(self._ids)}"
@@ -82,6 +89,8 @@ class Hub:
         queue = self.clients.pop(client_id, None)
         if queue is not None:
             self.dropped_total += queue.dropped
+        if not self.clients:
+            self.previews.clear()
         metrics.WS_CLIENTS.set(len(self.clients))
 
     def broadcast(self, message: dict) -> None:
@@ -101,7 +110,7 @@ class Hub:
             self._relayed.popitem(last=False)
         return True
 
-    def on_verdict(self, verdict: CameraVerdictMessage, live: bool = True) -> None:
+    def on_verdict(self, verdict: CameraVerdictMessage, live: bool = True, now: Optional[float] = None) -> None:
         if not self.first_time(verdict):
             metrics.RELAY_DUPLICATES.inc()
             return
@@ -109,7 +118,22 @@ class Hub:
         if current is None or verdict.frame_timestamp >= current.frame_timestamp:
             self.latest[verdict.camera_id] = verdict
         if live and self.clients:
-            self.broadcast(frontend.detection_result(verdict))
+            self._send(self.previews.verdict(
+                str(verdict.origin_message_id), verdict, time.monotonic() if now is None else now))
+
+    def on_preview(self, frame_id: str, preview_b64: str) -> None:
+        if self.clients:
+            self._send(self.previews.preview(frame_id, preview_b64))
+
+    def expire(self, now: Optional[float] = None) -> None:
+        """Send the verdicts that waited for their preview long enough."""
+        self._send(self.previews.expire(time.monotonic() if now is None else now))
+
+    def _send(self, ready: Ready) -> None:
+        for verdict, preview in ready:
+            if preview is None:
+                metrics.RELAY_WITHOUT_PREVIEW.inc()
+            self.broadcast(frontend.detection_result(verdict, preview))
 
     def on_status(self, status: CameraStatusMessage) -> None:
         self.statuses[status.camera_id] = status
@@ -130,7 +154,8 @@ sockets: set[web.WebSocketResponse] = set()
 
 @app.service
 class VerdictFeed(Service):
-    """Reads every partition of camera-verdicts and camera-status into the hub."""
+    """Reads every partition of camera-verdicts and camera-status into the hub, and of
+    detection-results, for the previews, while a browser is connected."""
 
     consumer: Optional[AIOKafkaConsumer] = None
 
@@ -144,9 +169,12 @@ class VerdictFeed(Service):
         await self.consumer.start()
         self.verdicts_topic = settings.topics.camera_verdicts.name
         self.status_topic = settings.topics.camera_status.name
+        self.frames_topic = settings.topics.detection_results.name
         verdict_tps = await topic_partitions(self.consumer, [self.verdicts_topic])
         status_tps = await topic_partitions(self.consumer, [self.status_topic])
-        self.consumer.assign(verdict_tps + status_tps)
+        self.frame_tps = await topic_partitions(self.consumer, [self.frames_topic])
+        self.consumer.assign(verdict_tps + status_tps + self.frame_tps)
+        self.consumer.pause(*self.frame_tps)
         # Status is compacted and small: all of it. Verdicts: only a short tail, for
         # /cameras; browsers get live verdicts from here on.
         if status_tps:
@@ -168,13 +196,27 @@ class VerdictFeed(Service):
     async def _consume(self) -> None:
         assert self.consumer is not None
         while not self.should_stop:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            await self._follow_frames()
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=500)
             for tp, records in batches.items():
                 for record in records:
                     self._dispatch(tp, record)
+            hub.expire()
+
+    async def _follow_frames(self) -> None:
+        """Previews only matter while someone watches: read frames from now on, or stop."""
+        paused = set(self.consumer.paused())
+        if hub.clients and paused & set(self.frame_tps):
+            await self.consumer.seek_to_end(*self.frame_tps)
+            self.consumer.resume(*self.frame_tps)
+        elif not hub.clients and not paused & set(self.frame_tps):
+            self.consumer.pause(*self.frame_tps)
 
     def _dispatch(self, tp: TopicPartition, record) -> None:
         if record.value is None:
+            return
+        if tp.topic == self.frames_topic:
+            self._preview(record.value)
             return
         try:
             if tp.topic == self.verdicts_topic:
@@ -185,6 +227,18 @@ class VerdictFeed(Service):
         except ValidationError as exc:
             # Both topics are written by our own processes; a bad record is a bug to see, not to relay.
             log.warning("relay skips %s[%s]@%s: %s", tp.topic, tp.partition, record.offset, exc.errors()[:1])
+
+    @staticmethod
+    def _preview(value: bytes) -> None:
+        # Only two fields are needed: no model validation of the whole frame here (the
+        # fan-out validates it, and dead-letters a bad one, which then has no verdict).
+        try:
+            frame = json.loads(value)
+            frame_id, preview = str(UUID(frame["message_id"])), frame.get("frame_preview_b64")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return
+        if isinstance(preview, str):
+            hub.on_preview(frame_id, preview)
 
 
 @app.page("/ws")
