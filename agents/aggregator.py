@@ -7,7 +7,6 @@ can be written (a Faust table is written only from its agent's own stream). A ti
 on every worker sends a tick for each of its cameras with a frame past its deadline;
 the tick comes back through the stream, where the table may be written.
 """
-import logging
 import time
 from datetime import datetime, timezone
 
@@ -28,10 +27,9 @@ from streamapp.app import app, settings, topics
 from streamapp.codecs import ByTopicSchema, DeadLetteringTopic, dead_letter
 from streamapp.models import FrameContextMessage, Message, RiskAssessmentResultMessage, UtcDatetime, utcnow
 from streamapp.settings import ConfigError
-from tables.frames import camera_frames, frame_contexts, frames
+from tables.frames import camera_frames, frames
 from tables.verdicts import latest_verdicts
 
-log = logging.getLogger(__name__)
 config = settings.aggregator
 
 
@@ -87,19 +85,11 @@ async def _store(event, frame_id: str, had_row: bool, ledger: CameraLedger, step
     frame = step.frame
     if frame is None:
         return
-    # The context is in its own table once it arrived, unless this very event is it.
-    context = event if isinstance(event, FrameContextMessage) else None
-    context_stored = frame.assessed is not None and context is None
     if not step.leaves:
         frames[frame_id] = frame
-        if context is not None:
-            frame_contexts[frame_id] = context
         return
     if had_row:
         del frames[frame_id]
-    if context_stored:
-        context = frame_contexts.get(frame_id)
-        del frame_contexts[frame_id]
     for result in step.orphaned:
         await topics.dlq.send(key=camera_id, value=dead_letter(
             topic=settings.topics.risk_results.name, partition=None, offset=None, key=camera_id.encode(),
@@ -107,11 +97,8 @@ async def _store(event, frame_id: str, had_row: bool, ledger: CameraLedger, step
             reason="frame_context_missing", worker_id=settings.app.worker_id,
         ))
         metrics.DLQ_MESSAGES.labels(reason="frame_context_missing", source=settings.topics.risk_results.name).inc()
-    if step.finished and context is None:
-        log.error("frame %s of %s finished without its stored context; no verdict", frame_id, camera_id)
-        metrics.AGGREGATOR_IGNORED.labels(reason="context_lost").inc()
-    elif step.finished:
-        verdict = build_verdict(frame, context, datetime.fromtimestamp(now, tz=timezone.utc))
+    if step.finished:
+        verdict = build_verdict(frame, datetime.fromtimestamp(now, tz=timezone.utc))
         # The table's changelog is camera-verdicts: this write publishes the verdict.
         latest_verdicts[camera_id] = verdict
         metrics.VERDICTS.labels(outcome="complete" if verdict.complete else "deadline").inc()
@@ -133,9 +120,6 @@ async def aggregate(stream):
         frame = frames.get(frame_id)
         if isinstance(event, FrameContextMessage):
             step = apply_context(frame, ledger, event, now, config)
-            if step.ignored == "duplicate_context" and frame_contexts.get(frame_id) is None:
-                # At least once: a crash can keep the frame's row but lose its context row.
-                frame_contexts[frame_id] = event
             if not step.ignored:
                 metrics.FRAMES_AGGREGATED.inc()
                 metrics.DETECTIONS.inc(len(event.detected_objects))

@@ -1,7 +1,7 @@
 """The aggregator's rules: when a frame is complete, what its verdict says, what to ignore.
 
 A frame is known from two kinds of events, in either order: its context (sent once
-by the fan-out: objects, groups, preview, and which groups went to assessment) and
+by the fan-out: objects, groups, and which groups went to assessment) and
 one result per assessed group. A frame is complete when its context is there and
 every assessed group has a result; it is finished early by its deadline, counted
 from the moment the aggregator first saw anything of it. Results are matched by
@@ -10,10 +10,9 @@ group (a re-run fan-out makes new task ids) is ignored. Finished frame ids are
 remembered per camera (bounded), so nothing that arrives late makes a second verdict.
 
 Plain functions on plain models: the agent loads the rows, calls these, and stores
-what they return. They mutate and return the rows they are given. The frame's row
-holds only what decides completeness (which groups were assessed, the results); the
-heavy context (objects, preview image) is stored once beside it and joined in
-:func:`build_verdict`, so each result rewrites a small row.
+what they return. They mutate and return the rows they are given. A frame's row holds
+its context and its results: the context is a few KB (no crops, no preview image),
+so one row per frame costs fewer table writes than a row for each.
 """
 from __future__ import annotations
 
@@ -45,11 +44,15 @@ class FrameState(BaseModel):
     camera_id: str
     # Wall-clock epoch seconds when the aggregator first saw the frame.
     first_seen: float
-    # From the context: group_index -> task_id of the groups sent for assessment;
     # None until the context has arrived.
-    assessed: Optional[dict[int, UUID]] = None
+    context: Optional[FrameContextMessage] = None
     # group_index (as text: JSON object keys) -> the first result for that group.
     results: dict[str, RiskAssessmentResultMessage] = {}
+
+    @property
+    def assessed(self) -> Optional[dict[int, UUID]]:
+        """group_index -> task_id of the groups sent for assessment; None without context."""
+        return None if self.context is None else self.context.assessed_groups
 
 
 class CameraLedger(BaseModel):
@@ -93,7 +96,10 @@ def max_risk(levels: list[RiskLevel]) -> RiskLevel:
     return max(levels, key=RISK_ORDER.__getitem__, default="none")
 
 
-def build_verdict(frame: FrameState, context: FrameContextMessage, now: datetime) -> CameraVerdictMessage:
+def build_verdict(frame: FrameState, now: datetime) -> CameraVerdictMessage:
+    context = frame.context
+    if context is None:
+        raise ValueError(f"frame {frame.origin_message_id} has no context: no verdict can be built")
     results = [frame.results[k] for k in sorted(frame.results, key=int)]
     level = max_risk([r.assessment.risk_level for r in results if r.assessment is not None])
     missing = missing_groups(frame)
@@ -107,7 +113,6 @@ def build_verdict(frame: FrameState, context: FrameContextMessage, now: datetime
         image_height=context.image_height,
         detected_objects=context.detected_objects,
         traffic_groups=context.traffic_groups,
-        frame_preview_b64=context.frame_preview_b64,
         process_time_ms=context.process_time_ms,
         results=[
             GroupVerdict(
@@ -153,7 +158,7 @@ def apply_context(
         return Step(frame=frame, ignored="duplicate_context")
     if frame is None:
         frame = FrameState(origin_message_id=context.origin_message_id, camera_id=context.camera_id, first_seen=now)
-    frame.assessed = dict(context.assessed_groups)
+    frame.context = context
     return _settle(frame, ledger, now, config)
 
 

@@ -2,16 +2,14 @@
 (both keyed by camera id), so a worker that takes over a partition recovers exactly
 the frames whose events it will now read.
 
-``frames``: origin_message_id -> which groups were assessed and their results so far
-(small, rewritten per result); ``frame_contexts``: origin_message_id -> the frame's
-context (objects, groups, preview), written once; both rows leave when the verdict is
-emitted. ``camera_frames``: camera_id -> deadlines of
-the camera's open frames and the ids of its recently finished frames (bounded).
+``frames``: origin_message_id -> the frame's context (objects, groups, which groups
+were assessed) and its results so far; rewritten per event, gone when the verdict is
+emitted. ``camera_frames``: camera_id -> deadlines of the camera's open frames and
+the ids of its recently finished frames (bounded).
 """
 from risk.aggregation import CameraLedger, FrameState
 from streamapp.app import app, settings
 from streamapp.codecs import with_model_values
-from streamapp.models import FrameContextMessage
 
 # Rows live for seconds: small RocksDB write buffers and caches per partition instead of
 # Faust's defaults (64 MB x 3 buffers, 2 GB cache), which let each of the many
@@ -32,8 +30,6 @@ def _frame_table(name: str, model: type, help: str):
 
 
 frames = _frame_table(
-    "aggregator-frames", FrameState, "origin_message_id -> assessed groups and results of an open frame")
-frame_contexts = _frame_table(
-    "aggregator-contexts", FrameContextMessage, "origin_message_id -> objects, groups and preview of an open frame")
+    "aggregator-frames", FrameState, "origin_message_id -> context and results so far of an open frame")
 camera_frames = _frame_table(
     "aggregator-cameras", CameraLedger, "camera_id -> open frames' deadlines and recently finished frame ids")

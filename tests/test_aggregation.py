@@ -40,7 +40,6 @@ def context(groups: int = 3, assessed: dict[int, UUID] | None = None, frame_id: 
     return FrameContextMessage(
         origin_message_id=frame_id or uuid4(), camera_id="cam-1", frame_index=7, frame_timestamp=FRAME_TIME,
         image_width=640, image_height=480, detected_objects=objects, traffic_groups=traffic_groups,
-        frame_preview_b64="aGVsbG8=",
         assessed_groups=assessed if assessed is not None else {g: uuid4() for g in range(groups)},
     )
 
@@ -56,33 +55,29 @@ def result(ctx: FrameContextMessage, group: int, level: str = "low", task_id: UU
 
 
 class Frames:
-    """Plays the agent's part: keeps the rows the rules hand back, and the contexts."""
+    """Plays the agent's part: keeps the rows the rules hand back."""
 
     def __init__(self) -> None:
         self.rows: dict[str, FrameState] = {}
-        self.contexts: dict[str, FrameContextMessage] = {}
         self.ledger = CameraLedger()
         self.verdicts = []
         self.ignored = []
 
-    def _keep(self, frame_id: str, step, now: float, context: FrameContextMessage | None = None) -> None:
+    def _keep(self, frame_id: str, step, now: float) -> None:
         if step.ignored:
             self.ignored.append(step.ignored)
             return
-        if context is not None:
-            self.contexts[frame_id] = context
         if not step.leaves:
             self.rows[frame_id] = step.frame
             return
         self.rows.pop(frame_id, None)
-        stored = self.contexts.pop(frame_id, None)
         if step.finished:
-            self.verdicts.append(build_verdict(step.frame, stored, datetime.fromtimestamp(now, timezone.utc)))
+            self.verdicts.append(build_verdict(step.frame, datetime.fromtimestamp(now, timezone.utc)))
 
     def context(self, ctx: FrameContextMessage, now: float = T0):
         frame_id = str(ctx.origin_message_id)
         step = apply_context(self.rows.get(frame_id), self.ledger, ctx, now, CONFIG)
-        self._keep(frame_id, step, now, ctx)
+        self._keep(frame_id, step, now)
         return step
 
     def result(self, res: RiskAssessmentResultMessage, now: float = T0):
@@ -111,7 +106,7 @@ def test_verdict_is_emitted_once_every_assessed_group_has_a_result():
     assert verdict.complete and verdict.missing_groups == []
     assert [r.group_index for r in verdict.results] == [0, 1, 2]
     assert verdict.max_risk_level == "high" and verdict.has_dangerous_driving
-    assert verdict.frame_preview_b64 == ctx.frame_preview_b64 and verdict.frame_index == 7
+    assert verdict.frame_index == 7 and verdict.camera_name == ctx.camera_name
     assert len(verdict.detected_objects) == 6 and len(verdict.traffic_groups) == 3
     assert agg.rows == {} and agg.ledger.open == {}
 
