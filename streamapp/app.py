@@ -6,7 +6,7 @@ import sys
 
 import faust
 
-from streamapp import runtime
+from streamapp import runtime, transport
 from streamapp.kafka_client import faust_credentials, producer_compression
 from streamapp.topics import Topics, declare_topics
 
@@ -24,6 +24,9 @@ class TrafficRiskApp(faust.App):
         # Faust only logs a module that fails to import; a worker without its agents
         # must not start quietly.
         raise RuntimeError(f"cannot import {name} during autodiscovery") from sys.exc_info()[1]
+
+    def _new_transport(self) -> transport.Transport:
+        return transport.Transport(self.conf.broker_consumer, self)
 
 
 app = TrafficRiskApp(
