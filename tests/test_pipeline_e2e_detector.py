@@ -60,11 +60,23 @@ def run_detector(stack: Stack, cameras, playback: str) -> Process:
                     "--interval", "0.6"], config, stack.workdir / "detector.log")
 
 
-def check_results(got: list[dict], produced: list[DetectionResultMessage]) -> None:
+def frame_trail(stack: Stack, frames: list[DetectionResultMessage]) -> dict:
+    """Where each frame got to on Kafka: which topics mention its id (for a failure message)."""
+    trail = {(m.camera_id, m.frame_index): [] for m in frames}
+    for field in ("frame_context", "assessment_tasks", "risk_results", "camera_verdicts", "dlq"):
+        values = [r.value or b"" for r in consume(stack.bootstrap, stack.topic(field), expect=10**6, timeout=5)]
+        for m in frames:
+            hits = sum(str(m.message_id).encode() in v for v in values)
+            if hits:
+                trail[(m.camera_id, m.frame_index)].append(f"{field} x{hits}")
+    return trail
+
+
+def check_results(got: list[dict], produced: list[DetectionResultMessage], stack: Stack) -> None:
     by_frame = {m["data"]["messageId"]: m["data"] for m in got}
     assert len(got) == len(by_frame), "a frame's detection_result arrived twice"
-    missing = [(m.camera_id, m.frame_index) for m in produced if str(m.message_id) not in by_frame]
-    assert not missing, f"no detection_result for frames {missing}"
+    missing = [m for m in produced if str(m.message_id) not in by_frame]
+    assert not missing, f"no detection_result for frames (and where they got to): {frame_trail(stack, missing)}"
     assert len(by_frame) == len(produced)
     assessed = 0
     for message in produced:
@@ -107,7 +119,7 @@ async def test_detector_to_browser_one_result_per_frame_with_risk_from_the_asses
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
         produced = await produced_frames(stack)
         assert len(produced) == FRAMES
-        check_results(got, produced)
+        check_results(got, produced, stack)
     finally:
         if detector:
             detector.stop()
@@ -133,7 +145,7 @@ async def test_browser_on_the_survivor_gets_every_frame_once_when_the_other_work
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
         produced = await produced_frames(stack)
         assert len(produced) == FRAMES
-        check_results(got, produced)
+        check_results(got, produced, stack)
         assert survivor.proc.poll() is None and victim.proc.returncode == -9
     finally:
         if detector:
