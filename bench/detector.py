@@ -13,8 +13,8 @@ last line is
 
 bare_ms: median model inference per frame (ultralytics predict, pre/post-processing
     included; a batch's time divided by its frames) of the fastest configuration, the
-    model running alone on the sampled frames of a video just before the full pipeline
-    runs them;
+    model running alone on a few sampled frames just before the full pipeline runs
+    them (in turns, so both see the same load on a shared machine);
 step_ms: median full step per frame for the same frames: decoding the sampled frame,
     motion gate, detection, tracking, grouping, crops, preview, JSON encoding, handing
     to the Kafka producer. The runner overlaps the model on one batch with the rest of
@@ -64,6 +64,7 @@ from streamapp.topic_admin import ensure_topics  # noqa: E402
 
 INTERVAL_S = 1.8
 TOLERANCE = 0.10
+CHUNK = 5  # batches the model alone, then the full pipeline, runs in turn
 
 
 def configurations() -> dict[str, DetectorSettings]:
@@ -197,22 +198,26 @@ def measure(name: str, config: DetectorSettings, seqs: list[Sequence], reference
     width = config.batch_size
     for seq in seqs:
         batches = decoded(seq, width)
-        for images, _ in batches:
-            t = time.perf_counter()
-            detector.detect(images)
-            bare.append((time.perf_counter() - t) * 1000 / width)
-        first_batch, first_finished = len(ran_model), len(finished)
-        stages = Overlapped(pipeline)
-        for n, (images, _) in enumerate(batches):
-            stages.submit([Frame(f"{seq.camera}-{k}", None, n, img, datetime.now(timezone.utc), t=seq.indices[n] / seq.fps)
-                           for k, img in enumerate(images)])
-        stages.close()
-        done = finished[first_finished:]
-        for n in range(1, len(batches)):
-            if ran_model[first_batch + n]:
-                steps.append(((done[n][0] - done[n - 1][0]) * 1000 + batches[n][1]) / width)
-        for n, (_, messages) in enumerate(done):
-            found[(seq.camera, seq.indices[n])] = messages[0].detected_objects
+        # The model alone and the full pipeline take turns every few batches, so that
+        # both see the same load on a shared machine.
+        for start in range(0, len(batches), CHUNK):
+            chunk = range(start, min(start + CHUNK, len(batches)))
+            for n in chunk:
+                t = time.perf_counter()
+                detector.detect(batches[n][0])
+                bare.append((time.perf_counter() - t) * 1000 / width)
+            first_batch, first_finished = len(ran_model), len(finished)
+            stages = Overlapped(pipeline)
+            for n in chunk:
+                stages.submit([Frame(f"{seq.camera}-{k}", None, n, image, datetime.now(timezone.utc),
+                                     t=seq.indices[n] / seq.fps) for k, image in enumerate(batches[n][0])])
+            stages.close()
+            done = finished[first_finished:]
+            for i in range(1, len(chunk)):
+                if ran_model[first_batch + i]:
+                    steps.append(((done[i][0] - done[i - 1][0]) * 1000 + batches[chunk[i]][1]) / width)
+            for n, (_, messages) in zip(chunk, done):
+                found[(seq.camera, seq.indices[n])] = messages[0].detected_objects
     loop.run(producer.stop())
     if reference is None:
         agreement = 1.0
