@@ -13,16 +13,15 @@ last line is
 
 bare_ms: median model inference per frame (ultralytics predict, pre/post-processing
     included; a batch's time divided by its frames) of the fastest configuration, the
-    model running alone on a few sampled frames just before the full pipeline runs
-    them (in turns, so both see the same load on a shared machine);
+    model running alone on the frames the full pipeline has just run (the two take
+    turns every 5 batches, so both see the same load on a shared machine);
 step_ms: median full step per frame for the same frames: decoding the sampled frame,
     motion gate, detection, tracking, grouping, crops, preview, JSON encoding, handing
-    to the Kafka producer. The runner overlaps the model on one batch with the rest of
-    the previous batch's work (detector.pipeline.Overlapped), so a step is the interval
-    between the completions of consecutive batches (every message handed to the
-    producer) divided by their frames, plus the time it took to decode those frames
-    (counted in full, though the runner decodes in capture threads), over batches
-    that ran the model;
+    to the Kafka producer. These stages run as in the runner: a capture thread decodes
+    the sampled frames, the model runs on one batch while a worker finishes the
+    previous one (detector.pipeline.Overlapped); so a step is the interval between the
+    completions of consecutive batches (every message handed to the producer) divided
+    by their frames, over batches that ran the model;
 cameras: the largest number of simulated cameras (each its own OpenCV decoder playing
     vtest.avi in real time and looping, every frame grabbed, one sampled per 1.8 s)
     for which every camera's effective interval between detection messages stayed
@@ -36,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import queue
 import statistics
 import sys
 import threading
@@ -153,22 +153,34 @@ class Measured:
     detected_share: float
 
 
-def decoded(seq: Sequence, width: int) -> list[tuple[list[np.ndarray], float]]:
-    """The sampled frames of `width` cameras playing `seq` (so a batch holds one frame of
-    each), with the milliseconds it took to decode them."""
-    caps = [cv2.VideoCapture(str(seq.path)) for _ in range(width)]
-    out, position = [], 0
-    for index in seq.indices:
-        for cap in caps:  # frames between samples: charged in the cameras run, not here
-            for _ in range(index - position):
+class Cameras:
+    """`width` cameras playing one video, so a batch holds one frame of each. Every
+    camera has a decoder for each of the CHUNK batches of a turn: the frames between
+    samples are grabbed before the turn (charged in the cameras run, not here), and
+    within it only the sampled frames are decoded, as a camera's capture thread does."""
+
+    def __init__(self, seq: Sequence, width: int) -> None:
+        self.seq = seq
+        self.decoders = [[cv2.VideoCapture(str(seq.path)) for _ in range(width)] for _ in range(CHUNK)]
+        self.positions = [0] * CHUNK
+
+    def skip_to(self, n: int) -> None:
+        """Grab the frames before sample n."""
+        slot = n % CHUNK
+        for cap in self.decoders[slot]:
+            for _ in range(self.seq.indices[n] - self.positions[slot]):
                 cap.grab()
-        t = time.perf_counter()
-        images = [cap.read()[1] for cap in caps]
-        out.append((images, (time.perf_counter() - t) * 1000))
-        position = index + 1
-    for cap in caps:
-        cap.release()
-    return out
+        self.positions[slot] = self.seq.indices[n]
+
+    def read(self, n: int) -> list[np.ndarray]:
+        slot = n % CHUNK
+        self.positions[slot] += 1
+        return [cap.read()[1] for cap in self.decoders[slot]]
+
+    def close(self) -> None:
+        for caps in self.decoders:
+            for cap in caps:
+                cap.release()
 
 
 def measure(name: str, config: DetectorSettings, seqs: list[Sequence], reference: Optional[dict],
@@ -197,27 +209,40 @@ def measure(name: str, config: DetectorSettings, seqs: list[Sequence], reference
     steps: list[float] = []
     width = config.batch_size
     for seq in seqs:
-        batches = decoded(seq, width)
-        # The model alone and the full pipeline take turns every few batches, so that
+        cameras = Cameras(seq, width)
+        # The full pipeline and the model alone take turns every few batches, so that
         # both see the same load on a shared machine.
-        for start in range(0, len(batches), CHUNK):
-            chunk = range(start, min(start + CHUNK, len(batches)))
+        for start in range(0, len(seq.indices), CHUNK):
+            chunk = range(start, min(start + CHUNK, len(seq.indices)))
             for n in chunk:
-                t = time.perf_counter()
-                detector.detect(batches[n][0])
-                bare.append((time.perf_counter() - t) * 1000 / width)
+                cameras.skip_to(n)
+            images: dict[int, list[np.ndarray]] = {}
+            decoded: queue.Queue[int] = queue.Queue(maxsize=1)
+
+            def capture() -> None:  # the capture threads' part: decoding the sampled frames
+                for n in chunk:
+                    images[n] = cameras.read(n)
+                    decoded.put(n)
+
             first_batch, first_finished = len(ran_model), len(finished)
             stages = Overlapped(pipeline)
-            for n in chunk:
+            threading.Thread(target=capture, daemon=True).start()
+            for _ in chunk:
+                n = decoded.get()
                 stages.submit([Frame(f"{seq.camera}-{k}", None, n, image, datetime.now(timezone.utc),
-                                     t=seq.indices[n] / seq.fps) for k, image in enumerate(batches[n][0])])
+                                     t=seq.indices[n] / seq.fps) for k, image in enumerate(images[n])])
             stages.close()
             done = finished[first_finished:]
             for i in range(1, len(chunk)):
                 if ran_model[first_batch + i]:
-                    steps.append(((done[i][0] - done[i - 1][0]) * 1000 + batches[chunk[i]][1]) / width)
+                    steps.append((done[i][0] - done[i - 1][0]) * 1000 / width)
             for n, (_, messages) in zip(chunk, done):
                 found[(seq.camera, seq.indices[n])] = messages[0].detected_objects
+            for n in chunk:
+                t = time.perf_counter()
+                detector.detect(images[n])
+                bare.append((time.perf_counter() - t) * 1000 / width)
+        cameras.close()
     loop.run(producer.stop())
     if reference is None:
         agreement = 1.0
