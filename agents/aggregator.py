@@ -4,8 +4,9 @@ One stream over frame-context, risk-assessment-results and a small internal topi
 deadline ticks, all keyed by camera id with the same partition count, so every event
 of a frame lands on one partition and one worker, in order, and the tables below
 can be written (a Faust table is written only from its agent's own stream). A timer
-on every worker sends a tick for each of its cameras with a frame past its deadline;
-the tick comes back through the stream, where the table may be written.
+on every worker looks through its open frames and sends a tick naming each camera's
+frames past their deadline; the tick comes back through the stream, where the table
+may be written.
 """
 import time
 from datetime import datetime, timezone
@@ -20,7 +21,6 @@ from risk.aggregation import (
     apply_result,
     build_verdict,
     due_frames,
-    next_deadline,
 )
 from streamapp import metrics
 from streamapp.app import app, settings, topics
@@ -34,9 +34,10 @@ config = settings.aggregator
 
 
 class DeadlineTick(Message):
-    """Asks the aggregator to finish the camera's frames that are past their deadline."""
+    """Asks the aggregator to finish these frames of a camera, past their deadline."""
 
     camera_id: str
+    frame_ids: list[str] = []
     sent_at: UtcDatetime = Field(default_factory=utcnow)
 
 
@@ -111,9 +112,9 @@ async def aggregate(stream):
         now = time.time()
         ledger = camera_frames.get(event.camera_id) or CameraLedger()
         if isinstance(event, DeadlineTick):
-            for frame_id in due_frames(ledger, now):
+            for frame_id in event.frame_ids:
                 frame = frames.get(frame_id)
-                step = apply_deadline(frame, ledger, frame_id, now, config)
+                step = apply_deadline(frame, ledger, now, config)
                 await _store(event, frame_id, frame is not None, ledger, step, now)
             continue
         frame_id = str(event.origin_message_id)
@@ -133,13 +134,8 @@ async def aggregate(stream):
 
 @app.timer(interval=config.tick_interval_s)
 async def send_deadline_ticks() -> None:
-    """Tick the cameras (of this worker's partitions) that have a frame past its deadline."""
-    now = time.time()
-    open_frames = 0
-    for camera_id, ledger in list(camera_frames.items()):
-        open_frames += len(ledger.open)
-        deadline = next_deadline(ledger)
-        if deadline is not None and deadline <= now:
-            camera = camera_id.decode() if isinstance(camera_id, bytes) else camera_id
-            await ticks.send(key=camera, value=DeadlineTick(camera_id=camera))
-    metrics.OPEN_FRAMES.set(open_frames)
+    """Tick the cameras (of this worker's partitions) that have frames past their deadline."""
+    open_frames = list(frames.values())
+    metrics.OPEN_FRAMES.set(len(open_frames))
+    for camera_id, frame_ids in due_frames(open_frames, time.time(), config).items():
+        await ticks.send(key=camera_id, value=DeadlineTick(camera_id=camera_id, frame_ids=frame_ids))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import Iterable, Optional
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -56,9 +56,9 @@ class FrameState(BaseModel):
 
 
 class CameraLedger(BaseModel):
-    """Per camera: deadlines of its open frames and the ids of recently finished ones."""
+    """Per camera: the ids of recently finished frames (open frames are the rows of the
+    frames table, each with its own deadline: :func:`deadline`)."""
 
-    open: dict[str, float] = {}
     finished: list[str] = []
 
 
@@ -130,22 +130,16 @@ def build_verdict(frame: FrameState, now: datetime) -> CameraVerdictMessage:
 
 
 def _finish(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
-    frame_id = str(frame.origin_message_id)
-    ledger.open.pop(frame_id, None)
-    ledger.finished.append(frame_id)
+    ledger.finished.append(str(frame.origin_message_id))
     del ledger.finished[: -config.remember_finished]
     return Step(frame=frame, ledger_changed=True, finished=True)
 
 
 def _settle(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
-    """After an event was added: finish the frame, or make sure its deadline is set."""
+    """After an event was added: finish the frame, or keep it open."""
     if is_complete(frame):
         return _finish(frame, ledger, now, config)
-    frame_id = str(frame.origin_message_id)
-    if frame_id in ledger.open:
-        return Step(frame=frame)
-    ledger.open[frame_id] = frame.first_seen + config.deadline_s
-    return Step(frame=frame, ledger_changed=True)
+    return Step(frame=frame)
 
 
 def apply_context(
@@ -176,25 +170,30 @@ def apply_result(
     return _settle(frame, ledger, now, config)
 
 
-def due_frames(ledger: CameraLedger, now: float) -> list[str]:
-    """Open frames whose deadline has passed, oldest deadline first."""
-    return sorted((f for f, deadline in ledger.open.items() if deadline <= now), key=ledger.open.__getitem__)
+def deadline(frame: FrameState, config: AggregatorSettings) -> float:
+    """Counted from when the aggregator first saw anything of the frame."""
+    return frame.first_seen + config.deadline_s
 
 
-def next_deadline(ledger: CameraLedger) -> Optional[float]:
-    return min(ledger.open.values(), default=None)
+def due_frames(open_frames: Iterable[FrameState], now: float, config: AggregatorSettings) -> dict[str, list[str]]:
+    """camera_id -> ids of its open frames whose deadline has passed, oldest first."""
+    due: dict[str, list[FrameState]] = {}
+    for frame in open_frames:
+        if deadline(frame, config) <= now:
+            due.setdefault(frame.camera_id, []).append(frame)
+    return {camera: [str(f.origin_message_id) for f in sorted(frames, key=lambda f: f.first_seen)]
+            for camera, frames in due.items()}
 
 
-def apply_deadline(
-    frame: Optional[FrameState], ledger: CameraLedger, frame_id: str, now: float, config: AggregatorSettings,
-) -> Step:
+def apply_deadline(frame: Optional[FrameState], ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
     """A frame's deadline passed: its verdict lists the groups still missing. A frame
     whose context never came cannot make a verdict; its results are handed back to be
-    dead-lettered, and its id is not remembered, so a late context still gets a verdict."""
+    dead-lettered, and its id is not remembered, so a late context still gets a verdict.
+    A frame that finished (None) or is not due yet (a tick from a clock ahead) stays."""
     if frame is None:
-        ledger.open.pop(frame_id, None)
-        return Step(frame=None, ledger_changed=True)
+        return Step(frame=None, ignored="frame_finished")
+    if deadline(frame, config) > now:
+        return Step(frame=frame, ignored="not_due")
     if frame.assessed is None:
-        ledger.open.pop(frame_id, None)
-        return Step(frame=frame, ledger_changed=True, dropped=True, orphaned=list(frame.results.values()))
+        return Step(frame=frame, dropped=True, orphaned=list(frame.results.values()))
     return _finish(frame, ledger, now, config)

@@ -119,5 +119,6 @@ def plan_fanout(
     )
     return FanoutPlan(
         tasks=tasks, context=context, skipped=skipped,
-        cooldown_mark=message.timestamp.timestamp() if tasks else None,
+        # Without a cooldown there is nothing to remember (and no table write per frame).
+        cooldown_mark=message.timestamp.timestamp() if tasks and config.cooldown_s > 0 else None,
     )

@@ -4,8 +4,9 @@ the frames whose events it will now read.
 
 ``frames``: origin_message_id -> the frame's context (objects, groups, which groups
 were assessed) and its results so far; rewritten per event, gone when the verdict is
-emitted. ``camera_frames``: camera_id -> deadlines of the camera's open frames and
-the ids of its recently finished frames (bounded).
+emitted; the rows are also the open frames whose deadlines the aggregator's timer
+checks. ``camera_frames``: camera_id -> the ids of the camera's recently finished
+frames (bounded), written once per finished frame.
 """
 from risk.aggregation import CameraLedger, FrameState
 from streamapp.app import app, settings
@@ -32,4 +33,4 @@ def _frame_table(name: str, model: type, help: str):
 frames = _frame_table(
     "aggregator-frames", FrameState, "origin_message_id -> context and results so far of an open frame")
 camera_frames = _frame_table(
-    "aggregator-cameras", CameraLedger, "camera_id -> open frames' deadlines and recently finished frame ids")
+    "aggregator-cameras", CameraLedger, "camera_id -> recently finished frame ids")

@@ -11,9 +11,9 @@ from risk.aggregation import (
     apply_deadline,
     apply_result,
     build_verdict,
+    deadline,
     due_frames,
     max_risk,
-    next_deadline,
 )
 from streamapp.models import (
     AssessmentResult,
@@ -87,11 +87,13 @@ class Frames:
         return step
 
     def tick(self, now: float):
+        """The timer's look at the open frames, then the agent's handling of its ticks."""
         steps = []
-        for frame_id in due_frames(self.ledger, now):
-            step = apply_deadline(self.rows.get(frame_id), self.ledger, frame_id, now, CONFIG)
-            self._keep(frame_id, step, now)
-            steps.append(step)
+        for frame_ids in due_frames(self.rows.values(), now, CONFIG).values():
+            for frame_id in frame_ids:
+                step = apply_deadline(self.rows.get(frame_id), self.ledger, now, CONFIG)
+                self._keep(frame_id, step, now)
+                steps.append(step)
         return steps
 
 
@@ -108,14 +110,14 @@ def test_verdict_is_emitted_once_every_assessed_group_has_a_result():
     assert verdict.max_risk_level == "high" and verdict.has_dangerous_driving
     assert verdict.frame_index == 7 and verdict.camera_name == ctx.camera_name
     assert len(verdict.detected_objects) == 6 and len(verdict.traffic_groups) == 3
-    assert agg.rows == {} and agg.ledger.open == {}
+    assert agg.rows == {}
 
 
 def test_results_before_the_context_wait_for_it():
     agg, ctx = Frames(), context(groups=2)
     agg.result(result(ctx, 0))
     agg.result(result(ctx, 1))
-    assert agg.verdicts == [] and str(ctx.origin_message_id) in agg.ledger.open
+    assert agg.verdicts == [] and str(ctx.origin_message_id) in agg.rows
     agg.context(ctx, now=T0 + 1)
     [verdict] = agg.verdicts
     assert verdict.complete and len(verdict.results) == 2
@@ -157,7 +159,7 @@ def test_deadline_emits_a_verdict_naming_the_missing_groups():
     agg, ctx = Frames(), context(groups=3)
     agg.context(ctx, now=T0)
     agg.result(result(ctx, 1, "medium"), now=T0 + 1)
-    assert next_deadline(agg.ledger) == T0 + CONFIG.deadline_s
+    assert deadline(agg.rows[str(ctx.origin_message_id)], CONFIG) == T0 + CONFIG.deadline_s
     assert agg.tick(T0 + 4.9) == []
     agg.tick(T0 + 5.0)
     [verdict] = agg.verdicts
@@ -172,12 +174,29 @@ def test_results_whose_context_never_came_are_handed_back_for_the_dlq_at_the_dea
     agg.result(result(ctx, 0), now=T0)
     [step] = agg.tick(T0 + 5)
     assert [r.group_index for r in step.orphaned] == [0]
-    assert agg.verdicts == [] and agg.rows == {} and agg.ledger.open == {} and step.dropped
+    assert agg.verdicts == [] and agg.rows == {} and agg.ledger.finished == [] and step.dropped
     # Not remembered as finished: a late context still gets its (partial) verdict.
     agg.context(ctx, now=T0 + 6)
     agg.tick(T0 + 11)
     [verdict] = agg.verdicts
     assert verdict.missing_groups == [0, 1]
+
+
+def test_due_frames_are_listed_per_camera_oldest_first():
+    frames = [FrameState(origin_message_id=uuid4(), camera_id=cam, first_seen=T0 + seen)
+              for cam, seen in [("a", 2.0), ("b", 0.0), ("a", 0.5), ("a", 9.0)]]
+    due = due_frames(frames, T0 + 7.5, CONFIG)
+    assert due == {"a": [str(frames[2].origin_message_id), str(frames[0].origin_message_id)],
+                   "b": [str(frames[1].origin_message_id)]}
+
+
+def test_tick_for_a_frame_finished_or_not_yet_due_changes_nothing():
+    agg, ctx = Frames(), context(groups=2)
+    agg.context(ctx, now=T0)
+    frame = agg.rows[str(ctx.origin_message_id)]
+    assert apply_deadline(None, agg.ledger, T0 + 9, CONFIG).ignored == "frame_finished"
+    assert apply_deadline(frame, agg.ledger, T0 + 1, CONFIG).ignored == "not_due"
+    assert agg.ledger.finished == [] and agg.verdicts == []
 
 
 def test_finished_frame_memory_is_bounded_per_camera():

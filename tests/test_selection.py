@@ -49,6 +49,14 @@ def test_task_limit_per_frame_keeps_the_most_urgent_groups():
     assert plan.skipped["frame_task_limit"] == 1
 
 
+def test_without_a_cooldown_every_frame_is_assessed_and_no_mark_is_kept():
+    config = CONFIG.model_copy(update={"cooldown_s": 0})
+    first = plan_fanout(three_group_frame(), config, None)
+    second = plan_fanout(three_group_frame(at=later(0.1)), config, last_assessed=None)
+    assert len(first.tasks) == len(second.tasks) == 2
+    assert first.cooldown_mark is None and second.cooldown_mark is None
+
+
 def test_context_lists_assessed_groups_and_carries_no_images():
     plan = plan_fanout(three_group_frame(), CONFIG, None)
     assert plan.context.assessed_groups == {t.group.group_index: t.task_id for t in plan.tasks}
