@@ -129,16 +129,16 @@ def build_verdict(frame: FrameState, now: datetime) -> CameraVerdictMessage:
     )
 
 
-def _finish(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
+def _finish(frame: FrameState, ledger: CameraLedger, config: AggregatorSettings) -> Step:
     ledger.finished.append(str(frame.origin_message_id))
     del ledger.finished[: -config.remember_finished]
     return Step(frame=frame, ledger_changed=True, finished=True)
 
 
-def _settle(frame: FrameState, ledger: CameraLedger, now: float, config: AggregatorSettings) -> Step:
+def _settle(frame: FrameState, ledger: CameraLedger, config: AggregatorSettings) -> Step:
     """After an event was added: finish the frame, or keep it open."""
     if is_complete(frame):
-        return _finish(frame, ledger, now, config)
+        return _finish(frame, ledger, config)
     return Step(frame=frame)
 
 
@@ -153,7 +153,7 @@ def apply_context(
     if frame is None:
         frame = FrameState(origin_message_id=context.origin_message_id, camera_id=context.camera_id, first_seen=now)
     frame.context = context
-    return _settle(frame, ledger, now, config)
+    return _settle(frame, ledger, config)
 
 
 def apply_result(
@@ -167,7 +167,7 @@ def apply_result(
     if frame is None:
         frame = FrameState(origin_message_id=result.origin_message_id, camera_id=result.camera_id, first_seen=now)
     frame.results[str(result.group_index)] = result
-    return _settle(frame, ledger, now, config)
+    return _settle(frame, ledger, config)
 
 
 def deadline(frame: FrameState, config: AggregatorSettings) -> float:
@@ -196,4 +196,4 @@ def apply_deadline(frame: Optional[FrameState], ledger: CameraLedger, now: float
         return Step(frame=frame, ignored="not_due")
     if frame.assessed is None:
         return Step(frame=frame, dropped=True, orphaned=list(frame.results.values()))
-    return _finish(frame, ledger, now, config)
+    return _finish(frame, ledger, config)

@@ -57,12 +57,10 @@ class PreviewJoin(Generic[V]):
             due.append(verdict)
         return self._without(due)
 
-    def clear(self) -> Ready:
-        """Nobody is watching: forget the previews, hand back the waiting verdicts."""
+    def clear(self) -> None:
+        """Nobody is watching: forget the previews and the waiting verdicts."""
         self.previews.clear()
-        waiting = [v for _, v in self.waiting.values()]
         self.waiting.clear()
-        return self._without(waiting)
 
     def _without(self, verdicts: list[V]) -> Ready:
         self.without_preview += len(verdicts)

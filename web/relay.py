@@ -205,11 +205,11 @@ class VerdictFeed(Service):
 
     async def _follow_frames(self) -> None:
         """Previews only matter while someone watches: read frames from now on, or stop."""
-        paused = set(self.consumer.paused())
-        if hub.clients and paused & set(self.frame_tps):
+        following = not self.consumer.paused() & set(self.frame_tps)
+        if hub.clients and not following:
             await self.consumer.seek_to_end(*self.frame_tps)
             self.consumer.resume(*self.frame_tps)
-        elif not hub.clients and not paused & set(self.frame_tps):
+        elif not hub.clients and following:
             self.consumer.pause(*self.frame_tps)
 
     def _dispatch(self, tp: TopicPartition, record) -> None:
