@@ -1,6 +1,13 @@
-"""Faust's aiokafka transport, with partition pauses that reach the fetcher.
+"""Faust's aiokafka transport, with safe commits and partition pauses that reach the fetcher.
 
-Faust 0.15 pauses a partition in its own bookkeeping only (it stops asking for its
+Commits: Faust 0.15 derives the offset to commit from the run of acknowledged offsets
+and lets it start one past the committed offset, or anywhere on a partition without
+a commit yet (faust-streaming issue 606). With ``concurrency`` actors, messages finish
+out of order, so it committed past tasks still in flight, and a SIGKILL lost them.
+Here the offset to commit is the lowest one delivered and not yet acknowledged
+(`streamapp.offsets`).
+
+Pauses: Faust 0.15 pauses a partition in its own bookkeeping only (it stops asking for its
 records); aiokafka keeps fetching it. Faust pauses every table changelog after
 recovery, so each changelog record a worker wrote (and camera-verdicts, the verdict
 table's changelog) came back to that worker and waited, unread, in aiokafka's fetch
@@ -12,14 +19,60 @@ mirrored out of order can at worst slow a table's recovery, never hold back a st
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections import defaultdict
+from typing import Any, Iterable, Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as driver
-from faust.types import TP
+from faust.types import TP, Message
+from faust.types.transports import ConsumerCallback
+
+from streamapp.offsets import PartitionProgress
 
 
 class Consumer(driver.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._progress: defaultdict[TP, PartitionProgress] = defaultdict(PartitionProgress)
+        self.callback = self._tracking_delivery(self.callback)
+
+    def _tracking_delivery(self, callback: ConsumerCallback) -> ConsumerCallback:
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        progress = self._progress
+
+        async def on_message(message: Message) -> None:
+            if acks_enabled_for(message.topic):
+                progress[message.tp].delivered(message.offset)
+            await callback(message)
+
+        return on_message
+
+    def _new_offset(self, tp: TP) -> Optional[int]:
+        # Acknowledgements land in Faust's `_acked` lists (its Cython stream iterator
+        # writes them there directly, bypassing `ack`): move them over.
+        acked, progress = self._acked[tp], self._progress[tp]
+        for offset in acked:
+            progress.acked(offset)
+        acked.clear()
+        self._acked_index[tp].clear()
+        return progress.committable()
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Offsets never delivered never hold a commit back; Faust's gap list is not needed."""
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._forget(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # A new assignment starts again from the committed offsets.
+        self._forget(assigned)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def _forget(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self._progress.pop(tp, None)
+
     def pause_partitions(self, tps: Iterable[TP]) -> None:
         tps = set(tps)
         super().pause_partitions(tps)

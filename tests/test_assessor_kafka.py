@@ -3,6 +3,7 @@ provider in its own process: shared cooldowns between workers, no task lost to a
 SIGKILL, and no key string anywhere a key could leak."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -14,7 +15,9 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 
+from streamapp.kafka_inspect import consumer_lag
 from streamapp.models import AssessmentTaskMessage, DeadLetter, RiskAssessmentResultMessage
+from streamapp.settings import load_settings
 from tests.llm_support import ProviderProcess, http_get, key, make_task
 from tests.support import ROOT, consume, produce, start_worker
 
@@ -54,6 +57,17 @@ def outcomes(stack, expect: int, timeout: float) -> tuple[list, list]:
         if len(done) >= expect or time.monotonic() > deadline:
             return results, letters
         time.sleep(1)
+
+
+def uncommitted_tasks(config, settle_s: float) -> int:
+    settings = load_settings(config)
+    topic = settings.topics.assessment_tasks.name
+    deadline = time.monotonic() + settle_s
+    while True:
+        lag = asyncio.run(consumer_lag(settings, settings.app.id, [topic])).get(topic, 0)
+        if lag == 0 or time.monotonic() > deadline:
+            return lag
+        time.sleep(0.5)
 
 
 def test_a_429_seen_by_one_worker_stops_the_other_using_that_key_within_a_second(stack, tmp_path):
@@ -134,6 +148,8 @@ def test_sigkill_with_200_tasks_in_flight_loses_none(stack, tmp_path):
     worker = start_worker(config, tmp_path / "second.log", env)
     try:
         results, letters = outcomes(stack, expect=200, timeout=120)
+        # Every task is done, so the commits must reach the end of the topic.
+        assert uncommitted_tasks(config, settle_s=20) == 0
     finally:
         worker.stop()
         provider.stop()
@@ -149,8 +165,6 @@ def test_sigkill_with_200_tasks_in_flight_loses_none(stack, tmp_path):
 
 
 def _read_all(bootstrap: str, topics: list[str]) -> bytes:
-    import asyncio
-
     async def run() -> bytes:
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None)
@@ -225,7 +239,6 @@ def test_keys_command_disables_and_enables_a_key_for_every_worker(stack, tmp_pat
 
 
 def _list_topics(bootstrap: str) -> list[str]:
-    import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
