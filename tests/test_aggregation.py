@@ -7,9 +7,11 @@ from uuid import UUID, uuid4
 from risk.aggregation import (
     CameraLedger,
     FrameState,
+    Unsettled,
     apply_context,
     apply_deadline,
     apply_result,
+    apply_settled,
     build_verdict,
     deadline,
     due_frames,
@@ -54,12 +56,32 @@ def result(ctx: FrameContextMessage, group: int, level: str = "low", task_id: UU
     )
 
 
+class Delivery:
+    """A verdict record on its way to Kafka."""
+
+    def __init__(self) -> None:
+        self.delivered = False
+        self.error: Exception | None = None
+
+    def done(self) -> bool:
+        return self.delivered or self.error is not None
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> Exception | None:
+        return self.error
+
+
 class Frames:
-    """Plays the agent's part: keeps the rows the rules hand back."""
+    """Plays the agent's and the timer's part: keeps the rows the rules hand back, sends
+    verdicts (delivered when `deliver` says so) and settles those delivered."""
 
     def __init__(self) -> None:
         self.rows: dict[str, FrameState] = {}
         self.ledger = CameraLedger()
+        self.unsettled = Unsettled()
+        self.deliveries: list[Delivery] = []
         self.verdicts = []
         self.ignored = []
 
@@ -67,34 +89,60 @@ class Frames:
         if step.ignored:
             self.ignored.append(step.ignored)
             return
-        if not step.leaves:
-            self.rows[frame_id] = step.frame
+        if step.leaves:
+            self.rows.pop(frame_id, None)
             return
-        self.rows.pop(frame_id, None)
+        self.rows[frame_id] = step.frame
         if step.finished:
             self.verdicts.append(build_verdict(step.frame, datetime.fromtimestamp(now, timezone.utc)))
+            self.deliveries.append(Delivery())
+            self.unsettled.add(step.frame.camera_id, frame_id, self.deliveries[-1])
 
     def context(self, ctx: FrameContextMessage, now: float = T0):
         frame_id = str(ctx.origin_message_id)
-        step = apply_context(self.rows.get(frame_id), self.ledger, ctx, now, CONFIG)
+        step = apply_context(self.rows.get(frame_id), self.ledger, ctx, now, CONFIG, self.unsettled)
         self._keep(frame_id, step, now)
         return step
 
     def result(self, res: RiskAssessmentResultMessage, now: float = T0):
         frame_id = str(res.origin_message_id)
-        step = apply_result(self.rows.get(frame_id), self.ledger, res, now, CONFIG)
+        step = apply_result(self.rows.get(frame_id), self.ledger, res, now, CONFIG, self.unsettled)
         self._keep(frame_id, step, now)
         return step
 
     def tick(self, now: float):
-        """The timer's look at the open frames, then the agent's handling of its ticks."""
+        """The timer's look at the open and the sent frames, then the agent's handling of
+        its ticks; returns the deadline steps."""
+        self.unsettled.prune(self.rows.__contains__)
+        settled = self.unsettled.delivered()
+        open_frames = [f for f in self.rows.values() if str(f.origin_message_id) not in self.unsettled]
         steps = []
-        for frame_ids in due_frames(self.rows.values(), now, CONFIG).values():
+        for frame_ids in due_frames(open_frames, now, CONFIG).values():
             for frame_id in frame_ids:
-                step = apply_deadline(self.rows.get(frame_id), self.ledger, now, CONFIG)
+                step = apply_deadline(self.rows.get(frame_id), self.ledger, now, CONFIG, self.unsettled)
                 self._keep(frame_id, step, now)
                 steps.append(step)
+        for frame_ids in settled.values():
+            for frame_id in frame_ids:
+                self._keep(frame_id, apply_settled(self.rows.get(frame_id), self.ledger, CONFIG), now)
+                self.unsettled.discard(frame_id)
         return steps
+
+    def deliver(self) -> None:
+        for delivery in self.deliveries:
+            delivery.delivered = True
+
+    def settle(self, now: float = T0) -> None:
+        """The verdicts sent so far reach Kafka and the next tick settles them."""
+        self.deliver()
+        self.tick(now)
+
+    def restarted(self) -> "Frames":
+        """Another worker, with the rows and ledger from the changelogs, nothing in memory."""
+        other = Frames()
+        other.rows = {k: v.model_copy(deep=True) for k, v in self.rows.items()}
+        other.ledger = self.ledger.model_copy(deep=True)
+        return other
 
 
 def test_verdict_is_emitted_once_every_assessed_group_has_a_result():
@@ -110,7 +158,8 @@ def test_verdict_is_emitted_once_every_assessed_group_has_a_result():
     assert verdict.max_risk_level == "high" and verdict.has_dangerous_driving
     assert verdict.frame_index == 7 and verdict.camera_name == ctx.camera_name
     assert len(verdict.detected_objects) == 6 and len(verdict.traffic_groups) == 3
-    assert agg.rows == {}
+    agg.settle()
+    assert agg.rows == {} and agg.ledger.finished == [str(ctx.origin_message_id)]
 
 
 def test_results_before_the_context_wait_for_it():
@@ -128,7 +177,7 @@ def test_frame_without_assessed_groups_gets_its_verdict_from_the_context_alone()
     agg.context(ctx)
     [verdict] = agg.verdicts
     assert verdict.complete and verdict.results == [] and verdict.max_risk_level == "none"
-    assert not verdict.has_dangerous_driving and agg.rows == {}
+    assert not verdict.has_dangerous_driving
 
 
 def test_redelivered_result_with_the_same_task_id_is_ignored():
@@ -148,8 +197,9 @@ def test_result_arriving_after_the_verdict_cannot_make_a_second_one():
     agg.context(ctx)
     res = result(ctx, 0)
     agg.result(res)
-    agg.result(res)
-    agg.context(ctx)
+    agg.result(res)  # verdict sent, not yet on Kafka
+    agg.settle()
+    agg.context(ctx)  # verdict settled: remembered by the ledger
     assert len(agg.verdicts) == 1
     assert agg.ignored == ["frame_finished", "frame_finished"]
     assert agg.rows == {}
@@ -204,6 +254,7 @@ def test_finished_frame_memory_is_bounded_per_camera():
     contexts = [context(groups=1, assessed={}) for _ in range(5)]
     for ctx in contexts:
         agg.context(ctx)
+    agg.settle()
     assert agg.ledger.finished == [str(c.origin_message_id) for c in contexts[-CONFIG.remember_finished:]]
 
 
@@ -237,3 +288,58 @@ def test_frame_state_round_trips_through_json_as_stored_in_the_table():
     row = agg.rows[str(ctx.origin_message_id)]
     again = FrameState.model_validate_json(row.model_dump_json(exclude_none=True))
     assert again == row
+
+
+def test_a_finished_frame_keeps_its_row_until_its_verdict_is_on_kafka():
+    agg, ctx = Frames(), context(groups=1)
+    frame_id = str(ctx.origin_message_id)
+    agg.context(ctx)
+    agg.result(result(ctx, 0))
+    agg.tick(T0 + 10)  # not delivered yet: nothing to settle, and not due again
+    assert frame_id in agg.rows and agg.ledger.finished == [] and len(agg.verdicts) == 1
+    agg.settle(T0 + 11)
+    assert agg.rows == {} and agg.ledger.finished == [frame_id] and len(agg.verdicts) == 1
+    assert frame_id not in agg.unsettled
+
+
+def test_a_verdict_whose_delivery_failed_is_never_settled():
+    agg, ctx = Frames(), context(groups=1, assessed={})
+    agg.context(ctx)
+    agg.deliveries[0].error = RuntimeError("broker gone")
+    agg.tick(T0 + 1)
+    assert str(ctx.origin_message_id) in agg.rows and agg.ledger.finished == []
+
+
+def test_a_worker_that_recovers_a_finished_but_unsettled_frame_sends_its_verdict_again():
+    agg, ctx = Frames(), context(groups=2)
+    agg.context(ctx)
+    agg.result(result(ctx, 0, "high"))
+    agg.result(result(ctx, 1))
+    # Killed before the verdict reached Kafka: the next owner has the complete row only.
+    survivor = agg.restarted()
+    survivor.tick(T0 + 1)  # long before the deadline
+    [again] = survivor.verdicts
+    assert again.complete and again.max_risk_level == "high"
+    assert again.origin_message_id == agg.verdicts[0].origin_message_id
+    survivor.settle(T0 + 2)
+    assert survivor.rows == {} and survivor.ledger.finished == [str(ctx.origin_message_id)]
+
+
+def test_a_row_outliving_its_settling_leaves_without_a_second_verdict():
+    agg, ctx = Frames(), context(groups=1, assessed={})
+    agg.context(ctx)
+    survivor = agg.restarted()
+    # Killed mid-settle: the ledger entry reached Kafka, the row's deletion did not.
+    survivor.ledger.finished.append(str(ctx.origin_message_id))
+    survivor.tick(T0 + 1)
+    assert survivor.rows == {} and survivor.verdicts == []
+    survivor.context(ctx)
+    assert survivor.ignored == ["frame_finished"] and survivor.rows == {}
+
+
+def test_settling_a_frame_twice_changes_nothing_the_second_time():
+    agg, ctx = Frames(), context(groups=1, assessed={})
+    agg.context(ctx)
+    agg.settle()
+    assert apply_settled(None, agg.ledger, CONFIG).ignored == "already_settled"
+    assert agg.ledger.finished == [str(ctx.origin_message_id)]
