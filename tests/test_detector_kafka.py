@@ -33,6 +33,15 @@ def statuses(stack, expect: int, timeout: float = 30.0) -> list[CameraStatusMess
     return [CameraStatusMessage.model_validate_json(r.value) for r in records]
 
 
+def statuses_of(stack, cameras: set[str], timeout: float = 30.0) -> list[CameraStatusMessage]:
+    """Statuses until every camera has one (a failing camera reports each retry)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = statuses(stack, expect=10**6, timeout=2)
+        if cameras <= {s.camera_id for s in seen} or time.monotonic() > deadline:
+            return seen
+
+
 @pytest.fixture(scope="module")
 def assets() -> None:
     for name in ("yolov8n.onnx", "vtest.avi", "bikes.mp4"):
@@ -94,7 +103,7 @@ async def test_bad_url_is_an_offline_status_and_no_crash(stack, detector, tmp_pa
     runner = DetectorRunner(settings, [good, *bad], detector=detector)
     task = asyncio.create_task(runner.run())
     try:
-        seen = await asyncio.to_thread(statuses, stack, 3)
+        seen = await asyncio.to_thread(statuses_of, stack, {"junction", "refused", "missing"})
         detections = await asyncio.to_thread(consume, stack.bootstrap, stack.topic("detection_results"), expect=1)
     finally:
         runner.stop()

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from streamapp.models import DetectionResultMessage
@@ -60,9 +61,30 @@ def run_detector(stack: Stack, cameras, playback: str) -> Process:
                     "--interval", "0.6"], config, stack.workdir / "detector.log")
 
 
-def frame_trail(stack: Stack, frames: list[DetectionResultMessage]) -> dict:
-    """Where each frame got to on Kafka: which topics mention its id (for a failure message)."""
-    trail = {(m.camera_id, m.frame_index): [] for m in frames}
+def committed_offsets(bootstrap: str, group: str) -> dict:
+    async def run() -> dict:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return {f"{tp.topic}:{tp.partition}": meta.offset
+                    for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())
+
+
+def frame_trail(stack: Stack, frames: list[DetectionResultMessage], group: str) -> dict:
+    """Where each frame got to on Kafka: its detection-results partition and offset, the
+    group's commits there, and which topics mention its id (for a failure message)."""
+    ids = {str(m.message_id): (m.camera_id, m.frame_index) for m in frames}
+    trail = {key: [] for key in ids.values()}
+    for r in consume(stack.bootstrap, stack.topic("detection_results"), expect=10**6, timeout=5):
+        key = ids.get(str(DetectionResultMessage.model_validate_json(r.value).message_id))
+        if key:
+            trail[key].append(f"detection_results:{r.partition} @{r.offset}")
+    commits = committed_offsets(stack.bootstrap, group)
+    trail["commits"] = {k: v for k, v in commits.items() if k.startswith(stack.topic("detection_results"))}
     for field in ("frame_context", "assessment_tasks", "risk_results", "camera_verdicts", "dlq"):
         values = [r.value or b"" for r in consume(stack.bootstrap, stack.topic(field), expect=10**6, timeout=5)]
         for m in frames:
@@ -72,11 +94,13 @@ def frame_trail(stack: Stack, frames: list[DetectionResultMessage]) -> dict:
     return trail
 
 
-def check_results(got: list[dict], produced: list[DetectionResultMessage], stack: Stack) -> None:
+async def check_results(got: list[dict], produced: list[DetectionResultMessage], stack: Stack, group: str) -> None:
     by_frame = {m["data"]["messageId"]: m["data"] for m in got}
     assert len(got) == len(by_frame), "a frame's detection_result arrived twice"
     missing = [m for m in produced if str(m.message_id) not in by_frame]
-    assert not missing, f"no detection_result for frames (and where they got to): {frame_trail(stack, missing)}"
+    if missing:
+        trail = await asyncio.to_thread(frame_trail, stack, missing, group)
+        raise AssertionError(f"no detection_result for frames (and where they got to): {trail}")
     assert len(by_frame) == len(produced)
     assessed = 0
     for message in produced:
@@ -119,7 +143,7 @@ async def test_detector_to_browser_one_result_per_frame_with_risk_from_the_asses
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
         produced = await produced_frames(stack)
         assert len(produced) == FRAMES
-        check_results(got, produced, stack)
+        await check_results(got, produced, stack, f"trafficrisk-test-{stack.suffix}")
     finally:
         if detector:
             detector.stop()
@@ -145,7 +169,7 @@ async def test_browser_on_the_survivor_gets_every_frame_once_when_the_other_work
             assert await asyncio.to_thread(detector.proc.wait, 60) == 0, detector.output()[-3000:]
         produced = await produced_frames(stack)
         assert len(produced) == FRAMES
-        check_results(got, produced, stack)
+        await check_results(got, produced, stack, f"trafficrisk-test-{stack.suffix}")
         assert survivor.proc.poll() is None and victim.proc.returncode == -9
     finally:
         if detector:
