@@ -6,7 +6,7 @@ import sys
 
 import faust
 
-from streamapp import runtime, transport
+from streamapp import runtime, table_store, transport
 from streamapp.kafka_client import faust_credentials, producer_compression
 from streamapp.topics import Topics, declare_topics
 
@@ -35,7 +35,7 @@ app = TrafficRiskApp(
     broker_credentials=faust_credentials(settings.kafka) if settings.kafka.broker != "embedded" else None,
     autodiscover=["agents", "tables", "web", "streamapp"],
     origin="streamapp",
-    store=settings.app.store,
+    store=table_store.faust_store_url(settings.app.store),
     datadir=str(settings.app.data_dir),
     processing_guarantee=settings.app.processing_guarantee,
     stream_processing_timeout=settings.app.stream_processing_timeout_s,

@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from streamapp import runtime
+from streamapp import malloc, runtime
 from streamapp.settings import CONFIG_ENV, ConfigError, load_settings
 
 # Processes that may start the embedded broker (an inspection command would only get a
@@ -49,6 +49,9 @@ def main() -> None:
     command = _command(sys.argv)
     if "--help" in sys.argv or "-h" in sys.argv[1:]:
         command = ""  # help needs no broker
+    if command == "worker" and settings.app.malloc_mmap_threshold_kb:
+        # Before any thread starts (the topic check below runs one for name lookups).
+        malloc.fix_mmap_threshold(settings.app.malloc_mmap_threshold_kb)
     if command in _INSPECTION_COMMANDS and settings.kafka.broker == "embedded":
         print("trafficrisk: kafka.broker is 'embedded', which lives inside the running worker or demo; "
               "set TRAFFICRISK_KAFKA__BROKER=kafka://127.0.0.1:PORT (the demo prints it)", file=sys.stderr)

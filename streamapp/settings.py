@@ -95,6 +95,15 @@ class AppSettings(_Section):
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     store: str = "rocksdb://"
+    # RocksDB memory (streamapp/table_store.py): one block cache for all of the worker's
+    # stores (one per table and partition), holding their index and filter blocks too, and
+    # per store at most two write buffers of this size. Table rows live for seconds.
+    store_cache_mb: int = Field(default=8, ge=1)
+    store_write_buffer_mb: int = Field(default=1, ge=1)
+    # glibc (streamapp/malloc.py): the worker's allocations of at least this size get
+    # mappings of their own, returned when freed; otherwise its heaps keep the high-water
+    # mark of every backlog. 0 leaves glibc's own threshold, which rises after large frees.
+    malloc_mmap_threshold_kb: int = Field(default=64, ge=0, le=32 * 1024)
     data_dir: Path = Path("trafficrisk-data")
     # LLM calls time out well below this, so a healthy stream is never reported stuck.
     stream_processing_timeout_s: float = Field(default=300.0, gt=0)

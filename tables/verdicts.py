@@ -7,7 +7,6 @@ from faust.types import FutureMessage
 from streamapp.app import app, settings, topics
 from streamapp.codecs import with_model_values
 from streamapp.models import CameraVerdictMessage
-from tables.frames import STORE_OPTIONS
 
 
 class PublishingTable(Table):
@@ -29,6 +28,5 @@ latest_verdicts = with_model_values(app.tables.add(PublishingTable(
     key_type=bytes,
     partitions=settings.topics.camera_verdicts.partitions,
     changelog_topic=topics.camera_verdicts,
-    options=STORE_OPTIONS,
     help="camera_id -> the camera's latest verdict (changelog: camera-verdicts)",
 )), CameraVerdictMessage)
