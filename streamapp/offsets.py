@@ -24,24 +24,14 @@ class PartitionProgress:
 
     def delivered(self, offset: int) -> None:
         if self._next is not None and offset < self._next:
-            self.rewound(offset)
+            # A seek back: what is delivered again is outstanding again.
+            while self._pending and self._pending[-1] >= offset:
+                self._acked.discard(self._pending.pop())
         self._pending.append(offset)
         self._next = offset + 1
 
-    def rewound(self, offset: int) -> None:
-        """The partition is read again from `offset`: what comes again is outstanding again."""
-        while self._pending and self._pending[-1] >= offset:
-            self._acked.discard(self._pending.pop())
-        self._next = offset
-
     def acked(self, offset: int) -> None:
         self._acked.add(offset)
-
-    def orphaned_head(self) -> Optional[int]:
-        """The lowest outstanding offset, when later ones are acknowledged: a stream takes a
-        partition's messages in order, so unless a stream still holds it, it was dropped."""
-        self.committable()
-        return self._pending[0] if self._pending and self._acked else None
 
     def committable(self) -> Optional[int]:
         """The offset to commit, or None before anything was delivered."""

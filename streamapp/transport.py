@@ -19,8 +19,6 @@ mirrored out of order can at worst slow a table's recovery, never hold back a st
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from typing import Any, Iterable, Optional
 
@@ -30,8 +28,6 @@ from faust.types import TP, Message
 from faust.types.transports import ConsumerCallback
 
 from streamapp.offsets import PartitionProgress
-
-log = logging.getLogger(__name__)
 
 
 class Consumer(driver.Consumer):
@@ -59,18 +55,7 @@ class Consumer(driver.Consumer):
             progress.acked(offset)
         acked.clear()
         self._acked_index[tp].clear()
-        self._reread_if_dropped(tp, progress)
         return progress.committable()
-
-    def _reread_if_dropped(self, tp: TP, progress: PartitionProgress) -> None:
-        """Faust can drop messages delivered while recovery seeks the stream partitions
-        (faust-streaming issue 596): read the partition again from the first one."""
-        head = progress.orphaned_head()
-        if head is None or any(m.tp == tp and m.offset == head for m in self._unacked_messages):
-            return
-        log.warning("%s: offset %d was delivered but never processed; reading again from there", tp, head)
-        progress.rewound(head)
-        asyncio.ensure_future(self.seek(tp, head))
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Offsets never delivered never hold a commit back; Faust's gap list is not needed."""

@@ -87,8 +87,6 @@ def deliver(consumer: Consumer, offsets) -> dict[int, Message]:
             await consumer.callback(message)
 
     asyncio.run(run())
-    # Streams take them (Faust tracks what they hold until acknowledged).
-    consumer._unacked_messages.update(messages.values())
     return messages
 
 
@@ -119,45 +117,3 @@ def test_a_new_assignment_forgets_what_was_delivered_before(consumer):
     consumer.ack(messages[0])
     asyncio.run(consumer.on_partitions_revoked({TASKS}))
     assert consumer._filter_committable_offsets([TASKS]) == {}
-
-
-def test_a_head_no_stream_holds_while_later_offsets_are_done_was_dropped():
-    progress = PartitionProgress()
-    for offset in range(5):
-        progress.delivered(offset)
-    assert progress.orphaned_head() is None  # nothing done yet: all may be queued
-    progress.acked(3)
-    assert progress.orphaned_head() == 0
-    progress.rewound(0)
-    assert progress.committable() == 0 and progress.orphaned_head() is None
-    progress.delivered(0)
-    progress.acked(0)
-    assert progress.committable() == 1
-
-
-def test_a_dropped_message_is_read_again_and_never_committed_past(consumer):
-    messages = deliver(consumer, range(6))
-    sought = []
-
-    async def seek(tp, offset):
-        sought.append((tp, offset))
-
-    consumer.seek = seek
-    for offset in (2, 3):
-        consumer.ack(messages[offset])
-    consumer._unacked_messages.discard(messages[0])  # a stream still works on 1; 0 was dropped
-
-    async def commit_check():
-        offsets = consumer._filter_committable_offsets([TASKS])
-        await asyncio.sleep(0)
-        return offsets
-
-    assert asyncio.run(commit_check()) == {TASKS: 0}
-    assert sought == [(TASKS, 0)]
-
-
-def test_a_head_a_stream_still_holds_is_only_slow(consumer):
-    messages = deliver(consumer, range(3))
-    consumer.seek = None  # must not be called
-    consumer.ack(messages[2])
-    assert consumer._filter_committable_offsets([TASKS]) == {TASKS: 0}
