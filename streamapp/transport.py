@@ -7,6 +7,13 @@ out of order, so it committed past tasks still in flight, and a SIGKILL lost the
 Here the offset to commit is the lowest one delivered and not yet acknowledged
 (`streamapp.offsets`).
 
+Seeks: after every rebalance Faust seeks its stream partitions back to their committed
+offsets, because records it fetched while pausing or changing generation are dropped
+unread. aiokafka's ``seek_to_committed`` skips partitions whose commit is missing or 0,
+so there those dropped records were lost for good (a worker that took over a
+partition nobody had committed yet never processed its first records). Here such
+partitions go back to where the group would start them: the reset policy, or 0.
+
 Pauses: Faust 0.15 pauses a partition in its own bookkeeping only (it stops asking for its
 records); aiokafka keeps fetching it. Faust pauses every table changelog after
 recovery, so each changelog record a worker wrote (and camera-verdicts, the verdict
@@ -20,7 +27,7 @@ mirrored out of order can at worst slow a table's recovery, never hold back a st
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as driver
@@ -73,6 +80,11 @@ class Consumer(driver.Consumer):
         for tp in tps:
             self._progress.pop(tp, None)
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        reset = self.app.conf.consumer_auto_offset_reset
+        thread = self._thread
+        return await thread.call_thread(seek_to_committed, thread._ensure_consumer(), reset, self._is_changelog_tp)
+
     def pause_partitions(self, tps: Iterable[TP]) -> None:
         tps = set(tps)
         super().pause_partitions(tps)
@@ -100,6 +112,23 @@ def _set_paused(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], pa
         consumer.pause(*mine)
     else:
         consumer.resume(*mine)
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer, reset: str,
+                            is_changelog: Callable[[TopicPartition], bool] = lambda tp: False,
+                            ) -> dict[TopicPartition, Optional[int]]:
+    """Seek every assigned partition to its committed offset, and a stream partition
+    without a commit to where ``reset`` starts it ("earliest" or "latest"). Changelogs
+    have no commits; table recovery positions them."""
+    committed = await consumer.seek_to_committed()
+    streams = {tp: offset for tp, offset in committed.items() if not is_changelog(tp)}
+    for tp, offset in streams.items():
+        if offset == 0:
+            consumer.seek(tp, 0)
+    uncommitted = [tp for tp, offset in streams.items() if offset is None]
+    if uncommitted:
+        await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*uncommitted)
+    return committed
 
 
 class Transport(driver.Transport):
