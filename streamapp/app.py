@@ -3,6 +3,7 @@ are found by autodiscovery; the entry point is the app's own CLI (``trafficrisk`
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import faust
 
@@ -20,6 +21,10 @@ def _broker_url() -> str:
 
 
 class TrafficRiskApp(faust.App):
+    def __init__(self, *args: Any, shutdown_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shutdown_timeout_s = shutdown_timeout_s
+
     def _on_autodiscovery_error(self, name: str) -> None:
         # Faust only logs a module that fails to import; a worker without its agents
         # must not start quietly.
@@ -53,6 +58,8 @@ app = TrafficRiskApp(
     table_standby_replicas=0,
     key_serializer="raw",
     value_serializer="raw",
+    Worker="streamapp.worker:Worker",
+    shutdown_timeout_s=settings.app.shutdown_timeout_s,
 )
 
 topics: Topics = declare_topics(app, settings)

@@ -107,6 +107,9 @@ class AppSettings(_Section):
     data_dir: Path = Path("trafficrisk-data")
     # LLM calls time out well below this, so a healthy stream is never reported stuck.
     stream_processing_timeout_s: float = Field(default=300.0, gt=0)
+    # A stopping worker that cannot reach its broker exits after this (status 1), below
+    # the grace period of orchestrators (Kubernetes: 30 s) that would SIGKILL it.
+    shutdown_timeout_s: float = Field(default=25.0, gt=0)
 
 
 class WebSettings(_Section):
