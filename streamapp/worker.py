@@ -1,4 +1,5 @@
-"""The worker process: Faust's, with a deadline on stopping.
+"""The worker process: Faust's, with a deadline on stopping and repeated Kafka client
+errors logged once per window (`streamapp.log_repeats`).
 
 On SIGTERM or SIGINT Faust commits offsets, flushes the producer and closes the tables.
 With the broker gone the commit and the flush wait for it, so a worker ignored SIGTERM
@@ -17,10 +18,18 @@ import threading
 
 import faust
 
+from streamapp.log_repeats import RepeatFilter
+
 log = logging.getLogger(__name__)
 
 
 class Worker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        repeats = RepeatFilter()
+        for handler in logger.handlers:
+            handler.addFilter(repeats)
+
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
             timeout = self.app.shutdown_timeout_s
