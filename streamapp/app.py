@@ -33,6 +33,14 @@ class TrafficRiskApp(faust.App):
     def _new_transport(self) -> transport.Transport:
         return transport.Transport(self.conf.broker_consumer, self)
 
+    def on_rebalance_end(self) -> None:
+        super().on_rebalance_end()
+        # Records fetched while recovery was still seeking reached the streams but were
+        # never processed (Faust 0.15.3; a worker taking over a backlog left whole runs
+        # of them unread until its next restart). Seeking again now that the streams
+        # take records reads them again; any already done are done twice (at-least-once).
+        self.consumer.seek_again_soon()
+
 
 app = TrafficRiskApp(
     settings.app.id,

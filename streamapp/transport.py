@@ -12,7 +12,11 @@ offsets, because records it fetched while pausing or changing generation are dro
 unread. aiokafka's ``seek_to_committed`` skips partitions whose commit is missing or 0,
 so there those dropped records were lost for good (a worker that took over a
 partition nobody had committed yet never processed its first records). Here such
-partitions go back to where the group would start them: the reset policy, or 0.
+partitions go back to where the group would start them: the reset policy, or 0. And
+records fetched while recovery was still seeking reached the streams but were never
+processed, so the app seeks once more when recovery ends (`seek_again_soon`); what is
+read again below the committed offset is not waited for, since Faust records no ack
+for it.
 
 Pauses: Faust 0.15 pauses a partition in its own bookkeeping only (it stops asking for its
 records); aiokafka keeps fetching it. Faust pauses every table changelog after
@@ -26,6 +30,7 @@ mirrored out of order can at worst slow a table's recovery, never hold back a st
 """
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -45,10 +50,12 @@ class Consumer(driver.Consumer):
 
     def _tracking_delivery(self, callback: ConsumerCallback) -> ConsumerCallback:
         acks_enabled_for = self.app.topics.acks_enabled_for
-        progress = self._progress
+        progress, committed = self._progress, self._committed_offset
 
         async def on_message(message: Message) -> None:
-            if acks_enabled_for(message.topic):
+            # Faust records no ack below the committed offset (a message read again
+            # after a seek back), so none is waited for: it was done before.
+            if acks_enabled_for(message.topic) and message.offset >= (committed[message.tp] or 0):
                 progress[message.tp].delivered(message.offset)
             await callback(message)
 
@@ -79,6 +86,15 @@ class Consumer(driver.Consumer):
     def _forget(self, tps: Iterable[TP]) -> None:
         for tp in tps:
             self._progress.pop(tp, None)
+
+    def seek_again_soon(self) -> None:
+        asyncio.ensure_future(self._seek_again())
+
+    async def _seek_again(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # noqa: BLE001 - a new rebalance seeks anyway
+            self.log.warning("seeking to the committed offsets after recovery failed: %r", exc)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         reset = self.app.conf.consumer_auto_offset_reset
