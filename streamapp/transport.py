@@ -30,7 +30,6 @@ mirrored out of order can at worst slow a table's recovery, never hold back a st
 """
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -88,7 +87,7 @@ class Consumer(driver.Consumer):
             self._progress.pop(tp, None)
 
     def seek_again_soon(self) -> None:
-        asyncio.ensure_future(self._seek_again())
+        self.add_future(self._seek_again())
 
     async def _seek_again(self) -> None:
         try:

@@ -30,13 +30,13 @@ class Worker(faust.Worker):
         for handler in logger.handlers:
             handler.addFilter(repeats)
 
-    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+    def _schedule_shutdown(self, sig: signal.Signals) -> None:
         if not self._signal_stop_time:
             timeout = self.app.shutdown_timeout_s
             watchdog = threading.Timer(timeout, _give_up, args=(timeout,))
             watchdog.daemon = True
             watchdog.start()
-        super()._schedule_shutdown(signal)
+        super()._schedule_shutdown(sig)
 
 
 def _give_up(timeout: float) -> None:

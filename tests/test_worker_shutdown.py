@@ -1,6 +1,7 @@
-"""A worker whose broker has died still stops on SIGTERM: after `app.shutdown_timeout_s`
-it exits with status 1 and says why, instead of waiting for a broker that is gone. Its
-clients' repeated connection errors are logged once, not several times a second."""
+"""A worker whose broker has died still stops on SIGTERM: at the latest after
+`app.shutdown_timeout_s` it exits with status 1 and says why, instead of waiting for a
+broker that is gone. Its clients' repeated connection errors are logged once, not
+several times a second."""
 from __future__ import annotations
 
 import signal
@@ -44,12 +45,15 @@ def test_sigterm_stops_a_worker_whose_broker_died_within_the_shutdown_timeout(ow
     finally:
         worker.stop()
     output = worker.output()
-    assert code == 1, output[-3000:]
-    assert "did not stop within 5 s" in output
+    # Whether Faust's own shutdown waits for the broker depends on what it still had to
+    # commit or flush (without the deadline it once ignored SIGTERM for over 30 s; other
+    # runs stopped at once): either it stops cleanly, or the deadline stops it and says so.
+    assert code in (0, 1), output[-3000:]
+    assert (code == 1) == ("did not stop within 5 s" in output), output[-3000:]
     assert took < 5 + 10, f"exited {took:.0f} s after SIGTERM"
     # Without the filter: 188 of these in 8 s.
     refused = [line for line in output.splitlines() if "Unable connect to node with id 1" in line]
-    assert 1 <= len(refused) <= 3, refused
+    assert len(refused) <= 3, refused
 
 
 def test_sigterm_with_the_broker_up_is_a_clean_stop(stack, tmp_path):
