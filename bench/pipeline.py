@@ -70,10 +70,14 @@ def _jpeg_b64(image, max_side: int, quality: int) -> str:
 def message_template() -> bytes:
     """One detection message as the detector would send it (crops from ultralytics'
     bus.jpg), with placeholders for the fields that change per message."""
-    import cv2
-    import ultralytics
+    import importlib.util
 
-    photo = cv2.imread(str(Path(ultralytics.__file__).parent / "assets" / "bus.jpg"))
+    import cv2
+
+    # The package's folder, found without importing ultralytics (whose import writes its
+    # settings file to the home directory).
+    package = Path(importlib.util.find_spec("ultralytics").origin).parent
+    photo = cv2.imread(str(package / "assets" / "bus.jpg"))
     objects, groups = [], []
     for g, (x, y) in enumerate([(20, 380), (300, 420), (560, 400)]):
         base = len(objects)
