@@ -119,17 +119,31 @@ def _pytorch_checkpoint(dest: Path) -> None:
         torch.save({"model": net.eval(), "train_args": net.args, "date": None, "version": "8"}, out)
 
 
-def _dynamic_onnx(dest: Path) -> None:
-    """Export the checkpoint again with dynamic batch and image-size axes."""
+def _export(dest: Path, format: str, **options) -> None:
+    """Export the checkpoint with ultralytics (an ONNX file, or an OpenVINO folder)."""
     configure_ultralytics()
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory() as tmp:
-        # Export writes beside its input: a copy keeps the cached yolov8n.onnx intact.
+        # Export writes beside its input: a copy keeps the cached checkpoint intact.
         checkpoint = Path(tmp) / "yolov8n.pt"
         shutil.copy(ASSETS["yolov8n.pt"].ensure(), checkpoint)
-        exported = YOLO(str(checkpoint)).export(format="onnx", dynamic=True, simplify=False, imgsz=640, verbose=False)
+        exported = YOLO(str(checkpoint)).export(format=format, imgsz=640, verbose=False, **options)
         shutil.move(exported, dest)
+
+
+def _dynamic_onnx(dest: Path) -> None:
+    """The ONNX export again, with dynamic batch and image-size axes."""
+    _export(dest, "onnx", dynamic=True, simplify=False)
+
+
+def _openvino_folder(dest: Path) -> None:
+    """OpenVINO IR: a folder with the model's .xml/.bin and ultralytics' metadata.yaml."""
+    try:
+        import openvino  # noqa: F401 - else ultralytics would try to pip-install it
+    except ImportError:
+        raise AssetMissing("the OpenVINO model needs the openvino package: pip install -e '.[openvino]'") from None
+    _export(dest, "openvino")
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,8 @@ class Asset:
     relative: str
     source: str
     fetch: Callable[[Path], None]
+    # Built only when a setting names it (asset:NAME), not by fetch_all.
+    on_demand: bool = False
 
     @property
     def path(self) -> Path:
@@ -149,14 +165,22 @@ class Asset:
             return self.path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
-        partial.unlink(missing_ok=True)
+        _remove(partial)
         try:
             self.fetch(partial)
         except (subprocess.CalledProcessError, StopIteration, OSError, ImportError) as exc:
-            partial.unlink(missing_ok=True)
+            _remove(partial)
             raise AssetMissing(f"cannot fetch {self.name} from {self.source}: {exc!r}") from None
         partial.rename(self.path)
         return self.path
+
+
+def _remove(path: Path) -> None:
+    """A file, or a folder (an OpenVINO model), left over from a failed fetch."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 ASSETS: dict[str, Asset] = {
@@ -172,6 +196,12 @@ ASSETS: dict[str, Asset] = {
         "yolov8n-dynamic.onnx", "models/yolov8n-dynamic.onnx",
         "yolov8n.onnx re-exported with dynamic batch and image size (any imgsz, batching)",
         _dynamic_onnx,
+    ),
+    "yolov8n_openvino_model": Asset(
+        "yolov8n_openvino_model", "models/yolov8n_openvino_model",
+        "yolov8n.pt exported to OpenVINO IR (needs the openvino package: the `openvino` extra)",
+        _openvino_folder,
+        on_demand=True,
     ),
     "vtest.avi": Asset(
         "vtest.avi", "footage/vtest.avi", "Debian opencv-doc",
@@ -194,7 +224,7 @@ def default_model_path() -> Path:
 
 
 def fetch_all() -> dict[str, Path]:
-    return {name: asset.ensure() for name, asset in ASSETS.items()}
+    return {name: asset.ensure() for name, asset in ASSETS.items() if not asset.on_demand}
 
 
 if __name__ == "__main__":

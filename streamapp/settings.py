@@ -188,7 +188,8 @@ class DetectorSettings(_Section):
 
     # None: the cached YOLOv8n ONNX export (`python -m detector.assets` fetches it).
     # .pt, .onnx and OpenVINO folders all work; asset:yolov8n-dynamic.onnx (any imgsz,
-    # batches) and asset:yolov8n.pt name the cached variants.
+    # batches), asset:yolov8n.pt and asset:yolov8n_openvino_model (openvino extra) name
+    # the cached variants.
     model: Optional[Path] = None
     confidence: float = Field(default=0.35, ge=0, le=1)
     iou: float = Field(default=0.5, ge=0, le=1)

@@ -84,12 +84,15 @@ def test_fast_configuration_still_finds_pedestrians(detector):
         assert classes(found)["person"] >= 3, classes(found)
 
 
-def test_pytorch_checkpoint_finds_the_same_objects_as_the_onnx_export(detector):
-    pt = YoloDetector(DetectorSettings(model=asset_path("yolov8n.pt")))
+@pytest.mark.parametrize("model", ["yolov8n.pt", "yolov8n_openvino_model"])
+def test_pytorch_and_openvino_models_find_the_same_objects_as_the_onnx_export(detector, model):
+    if model.endswith("openvino_model"):
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    other = YoloDetector(DetectorSettings(model=f"asset:{model}"))
     frame = read_frames("vtest.avi", [0])[0]
-    onnx_found, pt_found = detector.detect([frame])[0], pt.detect([frame])[0]
-    assert classes(pt_found) == classes(onnx_found)
-    for a, b in zip(sorted(onnx_found, key=lambda d: d.bbox), sorted(pt_found, key=lambda d: d.bbox)):
+    onnx_found, other_found = detector.detect([frame])[0], other.detect([frame])[0]
+    assert classes(other_found) == classes(onnx_found)
+    for a, b in zip(sorted(onnx_found, key=lambda d: d.bbox), sorted(other_found, key=lambda d: d.bbox)):
         assert a.bbox == pytest.approx(b.bbox, abs=2.0)
 
 
