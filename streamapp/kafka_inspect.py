@@ -1,17 +1,17 @@
 """Reading the cluster from outside the stream: consumer lag, topic sizes, whole topics.
 
 Used by the web views (/stats, /metrics) and the inspection commands (`table`, `dlq`).
-Every client is group-less and commits nothing, so inspecting never disturbs the
-workers' consumer group.
+No client subscribes or commits, so inspecting never joins or disturbs the workers'
+consumer group.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from typing import Iterable, Optional
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streamapp.kafka_client import aiokafka_kwargs
 from streamapp.settings import Settings
@@ -55,20 +55,29 @@ async def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, in
     return dict(sizes)
 
 
+async def committed_offsets(settings: Settings, group_id: str,
+                            tps: Iterable[TopicPartition]) -> dict[TopicPartition, Optional[int]]:
+    """The group's committed offset per partition (None where it has none). Read by a
+    consumer of the group that never subscribes, so it never joins the group; aiokafka's
+    admin client cannot read them from the embedded broker (it drops the connection)."""
+    tps = list(tps)
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings.kafka), group_id=group_id, enable_auto_commit=False,
+                                client_id=f"{settings.app.id}-inspect")
+    await consumer.start()
+    try:
+        return dict(zip(tps, await asyncio.gather(*(consumer.committed(tp) for tp in tps))))
+    finally:
+        await consumer.stop()
+
+
 async def consumer_lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
     """Per topic: messages the group has not committed yet, over all partitions (all
     workers). A partition without a committed offset counts from its beginning."""
-    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings.kafka), client_id=f"{settings.app.id}-inspect")
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group_id)
-    finally:
-        await admin.close()
     starts, ends = await offset_ranges(settings, topics)
+    committed = await committed_offsets(settings, group_id, starts)
     lag: dict[str, int] = defaultdict(int)
     for tp in starts:
-        meta = committed.get(tp)
-        position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+        position = committed[tp] if committed[tp] is not None else starts[tp]
         lag[tp.topic] += max(0, ends[tp] - position)
     return dict(lag)
 
