@@ -6,7 +6,6 @@ consumer group.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from typing import Iterable, Optional
@@ -56,18 +55,19 @@ async def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, in
 
 
 async def committed_offsets(settings: Settings, group_id: str,
-                            tps: Iterable[TopicPartition]) -> dict[TopicPartition, Optional[int]]:
-    """The group's committed offset per partition (None where it has none). Read by a
-    consumer of the group that never subscribes, so it never joins the group; aiokafka's
+                            tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    """The group's committed offsets (partitions without a commit are left out). Read by
+    a consumer of the group that never subscribes, so it never joins the group; aiokafka's
     admin client cannot read them from the embedded broker (it drops the connection)."""
-    tps = list(tps)
     consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings.kafka), group_id=group_id, enable_auto_commit=False,
                                 client_id=f"{settings.app.id}-inspect")
     await consumer.start()
     try:
-        return dict(zip(tps, await asyncio.gather(*(consumer.committed(tp) for tp in tps))))
+        # One request for all partitions; the public `committed()` sends one per partition.
+        committed = await consumer._coordinator.fetch_committed_offsets(list(tps))
     finally:
         await consumer.stop()
+    return {tp: meta.offset for tp, meta in committed.items()}
 
 
 async def consumer_lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
@@ -77,8 +77,7 @@ async def consumer_lag(settings: Settings, group_id: str, topics: Iterable[str])
     committed = await committed_offsets(settings, group_id, starts)
     lag: dict[str, int] = defaultdict(int)
     for tp in starts:
-        position = committed[tp] if committed[tp] is not None else starts[tp]
-        lag[tp.topic] += max(0, ends[tp] - position)
+        lag[tp.topic] += max(0, ends[tp] - committed.get(tp, starts[tp]))
     return dict(lag)
 
 
