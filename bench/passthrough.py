@@ -1,12 +1,15 @@
 """The baseline of bench/pipeline.py: a trivial Faust agent that copies each message of
 one topic to another, with the same Faust settings as our worker (raw bytes, acks=all,
-snappy). Run by the bench as ``python -m bench.passthrough worker -l warning`` with
-BENCH_BROKER, BENCH_SOURCE, BENCH_SINK, BENCH_DATA and BENCH_WEB_PORT set.
+snappy, its producer batching). Run by the bench as
+``python -m bench.passthrough worker -l warning`` with BENCH_BROKER, BENCH_SOURCE, BENCH_SINK, BENCH_DATA and BENCH_WEB_PORT set.
 """
 import os
 
 import faust
 
+from streamapp.settings import KafkaSettings
+
+_kafka = KafkaSettings()
 app = faust.App(
     "bench-passthrough",
     broker=os.environ.get("BENCH_BROKER", "kafka://127.0.0.1:9092"),
@@ -14,6 +17,8 @@ app = faust.App(
     datadir=os.environ.get("BENCH_DATA", "bench-passthrough-data"),
     producer_acks=-1,
     producer_compression_type="snappy",
+    producer_linger_ms=_kafka.producer_linger_ms,
+    producer_max_batch_size=_kafka.producer_batch_bytes,
     topic_replication_factor=1,
     key_serializer="raw",
     value_serializer="raw",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import socket
@@ -38,7 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -205,14 +206,18 @@ async def total_lag(settings) -> int:
     return sum((await consumer_lag(settings, settings.app.id, source_topics(settings))).values())
 
 
-async def run_step(settings, offered: Offered, verdicts: Verdicts, groups_per_s: float, seconds: float) -> Step:
+Lag = Callable[[], Awaitable[int]]
+
+
+async def run_step(lag: Lag, offered: Offered, verdicts: Verdicts, groups_per_s: float, seconds: float) -> Step:
+    """Offer one rate for a while; sustained or not, by the verdicts and the group's lag."""
     frames_per_s = groups_per_s / GROUPS_PER_FRAME
     # Warm up a little at the new rate, then measure.
     await offered.run(frames_per_s, min(5.0, seconds / 4))
-    lag_start, count_start, t0 = await total_lag(settings), verdicts.count, time.monotonic()
+    lag_start, count_start, t0 = await lag(), verdicts.count, time.monotonic()
     await offered.run(frames_per_s, seconds)
     elapsed = time.monotonic() - t0
-    lag_end = await total_lag(settings)
+    lag_end = await lag()
     rate = (verdicts.count - count_start) / elapsed
     # Sustained: verdicts keep up with frames (5 % slack for batching at the edges) and the
     # lag did not grow by more than ~2 s worth of messages over the step.
@@ -224,11 +229,27 @@ async def run_step(settings, offered: Offered, verdicts: Verdicts, groups_per_s:
     return step
 
 
-async def drain(settings, seconds: float = 60) -> None:
+async def drain(lag: Lag, seconds: float = 60) -> None:
     """Let the worker catch up between steps."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and await total_lag(settings) > 50:
+    while time.monotonic() < deadline and await lag() > 50:
         await asyncio.sleep(1)
+
+
+RATES = [50, 75, 100, 150, 200, 300, 450, 600, 800, 1000, 1200, 1500, 1800]
+
+
+async def highest_sustained(lag: Lag, offered: Offered, verdicts: Verdicts, seconds: float) -> float:
+    """Step up through RATES until one is not sustained; the last one that was."""
+    best = 0.0
+    for rate in RATES:
+        step = await run_step(lag, offered, verdicts, rate, seconds)
+        if not step.sustained:
+            break
+        best = rate
+        await drain(lag, 20)
+    await drain(lag, 120)
+    return best
 
 
 async def passthrough_rate(kafka: LocalKafka, workdir: Path, messages: int) -> float:
@@ -276,18 +297,22 @@ async def passthrough_rate(kafka: LocalKafka, workdir: Path, messages: int) -> f
         proc.wait(30)
 
 
-def start_worker(config: Path, workdir: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAFFICRISK_")}
-    env["TRAFFICRISK_CONFIG"] = str(config)
-    log_path = workdir / "worker.log"
-    proc = subprocess.Popen([sys.executable, "-m", "streamapp", "worker", "-l", "info"], cwd=ROOT, env=env,
+def start_faust_worker(module: str, env: dict, log_path: Path) -> subprocess.Popen:
+    """``python -m module worker``, returned once it logs that it is ready."""
+    proc = subprocess.Popen([sys.executable, "-m", module, "worker", "-l", "info"], cwd=ROOT, env=env,
                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while b"Ready" not in log_path.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start; see {log_path}")
+            raise RuntimeError(f"{module} worker did not start; see {log_path}")
         time.sleep(0.5)
     return proc
+
+
+def start_worker(config: Path, workdir: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAFFICRISK_")}
+    env["TRAFFICRISK_CONFIG"] = str(config)
+    return start_faust_worker("streamapp", env, workdir / "worker.log")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -331,8 +356,9 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"detection message: {len(template)} bytes (3 groups with crops, preview)", flush=True)
         offered = Offered(producer, settings.topics.detection_results.name, template)
 
+        lag = functools.partial(total_lag, settings)
         verdicts.recording = True
-        await run_step(settings, offered, verdicts, 25, step_s)
+        await run_step(lag, offered, verdicts, 25, step_s)
         verdicts.recording = False
         added = sorted(verdicts.added_ms)
         p95_added = added[int(0.95 * (len(added) - 1))] if added else None
@@ -341,15 +367,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"at 25 groups/s: {len(added)} verdicts, added latency p50 {statistics.median(added):.0f} ms, "
               f"p95 {p95_added:.0f} ms", flush=True)
 
-        best = 0.0
-        rates = [50, 75, 100, 150, 200, 300, 450, 600, 800, 1000, 1200, 1500, 1800]
-        for rate in rates:
-            step = await run_step(settings, offered, verdicts, rate, step_s)
-            if not step.sustained:
-                break
-            best = rate
-            await drain(settings, 20)
-        await drain(settings, 120)
+        best = await highest_sustained(lag, offered, verdicts, step_s)
 
         # Memory: feed at a rate the worker sustains until it has made rss_marks[1] verdicts,
         # or until the soak's time cap; then the last RSS stands in for the second mark.

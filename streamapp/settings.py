@@ -71,6 +71,12 @@ class KafkaSettings(_Section):
     # Snappy: most bytes are base64 JPEG, which no codec shrinks; aiokafka's lz4 runs at
     # level 9 (about 80x slower than snappy for a 1 % gain on such payloads).
     compression: Literal["snappy", "lz4", "gzip", "none"] = "snappy"
+    # Workers' producer batching. Faust's defaults (no linger, 16 KiB batches) send a
+    # request per record at our sizes (a task with its crop is ~20 KB); a few ms of linger
+    # and room for many records per batch cut the requests a frame costs (bench/pipeline.py).
+    # A batch must stay under the broker's message.max.bytes (about 1 MiB by default).
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    producer_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=1024 * 1024)
 
     @field_validator("broker")
     @classmethod
