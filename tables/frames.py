@@ -11,15 +11,18 @@ frames (bounded), written once per finished frame.
 from risk.aggregation import CameraLedger, FrameState
 from streamapp.app import app, settings
 from streamapp.codecs import with_model_values
+from tables.decoded import DecodedTable
 
 def _frame_table(name: str, model: type, help: str):
-    return with_model_values(app.Table(
-        name,
+    return with_model_values(app.tables.add(DecodedTable(
+        app,
+        name=name,
         default=None,
+        beacon=app.tables.beacon,
         key_type=bytes,
         partitions=settings.topics.frame_context.partitions,
         help=help,
-    ), model)
+    )), model)
 
 
 frames = _frame_table(
