@@ -29,7 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.local_kafka import LocalKafka
 from bench.pipeline import (
-    Offered, Verdicts, free_port, highest_sustained, message_template, passthrough_rate, read_verdicts,
+    Offered, Verdicts, baseline, free_port, highest_sustained, message_template, read_verdicts,
     start_faust_worker,
 )
 from streamapp.kafka_inspect import consumer_lag
@@ -50,9 +50,7 @@ async def main_async(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     reader: Optional[asyncio.Future] = None
     try:
-        print(f"broker {kafka.bootstrap}, work folder {workdir}", flush=True)
-        passthrough = await passthrough_rate(kafka, workdir, 20_000 if args.quick else 60_000)
-        print(f"passthrough: {passthrough:.0f} msgs/s", flush=True)
+        passthrough = await baseline(kafka, workdir, args.quick)
 
         config = workdir / "trafficrisk.yaml"
         config.write_text(yaml.safe_dump({

@@ -297,6 +297,14 @@ async def passthrough_rate(kafka: LocalKafka, workdir: Path, messages: int) -> f
         proc.wait(30)
 
 
+async def baseline(kafka: LocalKafka, workdir: Path, quick: bool) -> float:
+    """The passthrough's rate on this run's broker, printed."""
+    print(f"broker {kafka.bootstrap}, work folder {workdir}", flush=True)
+    passthrough = await passthrough_rate(kafka, workdir, 20_000 if quick else 60_000)
+    print(f"passthrough: {passthrough:.0f} msgs/s", flush=True)
+    return passthrough
+
+
 def start_faust_worker(module: str, env: dict, log_path: Path) -> subprocess.Popen:
     """``python -m module worker``, returned once it logs that it is ready."""
     proc = subprocess.Popen([sys.executable, "-m", module, "worker", "-l", "info"], cwd=ROOT, env=env,
@@ -325,9 +333,7 @@ async def main_async(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     tasks: list[asyncio.Future] = []
     try:
-        print(f"broker {kafka.bootstrap}, work folder {workdir}", flush=True)
-        passthrough = await passthrough_rate(kafka, workdir, 20_000 if args.quick else 60_000)
-        print(f"passthrough: {passthrough:.0f} msgs/s", flush=True)
+        passthrough = await baseline(kafka, workdir, args.quick)
 
         config = workdir / "trafficrisk.yaml"
         config.write_text(yaml.safe_dump({

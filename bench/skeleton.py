@@ -1,36 +1,20 @@
 """The floor of bench/floor.py: the brief's topology with nothing in it. Per frame, one
 detection message in, one task per group out and in again (each with its crop and
 objects), one small result per task out and in, one verdict out; no validation, no
-tables, no key pool, no metrics. Same Faust settings as our worker (raw bytes, acks=all,
-snappy, its producer batching). Run by the bench as
-``python -m bench.skeleton worker -l warning`` with BENCH_BROKER, BENCH_DATA,
-BENCH_WEB_PORT and BENCH_TOPIC_PREFIX set.
+tables, no key pool, no metrics. Same Faust settings as our worker (bench/faust_app.py).
+Run by the bench as ``python -m bench.skeleton worker -l info`` with BENCH_BROKER,
+BENCH_DATA, BENCH_WEB_PORT and BENCH_TOPIC_PREFIX set.
 """
 import json
 import os
 from datetime import datetime, timezone
 
-import faust
+from bench.faust_app import bench_app
+from streamapp.settings import TopicsSettings
 
-from streamapp.settings import KafkaSettings, TopicsSettings
-
-_kafka, _topics = KafkaSettings(), TopicsSettings()
+_topics = TopicsSettings()
 PREFIX = os.environ.get("BENCH_TOPIC_PREFIX", "floor-")
-
-app = faust.App(
-    "bench-floor",
-    broker=os.environ.get("BENCH_BROKER", "kafka://127.0.0.1:9092"),
-    store="memory://",
-    datadir=os.environ.get("BENCH_DATA", "bench-floor-data"),
-    producer_acks=-1,
-    producer_compression_type="snappy",
-    producer_linger_ms=_kafka.producer_linger_ms,
-    producer_max_batch_size=_kafka.producer_batch_bytes,
-    topic_replication_factor=1,
-    key_serializer="raw",
-    value_serializer="raw",
-    web_port=int(os.environ.get("BENCH_WEB_PORT", "6068")),
-)
+app = bench_app("bench-floor")
 
 
 def _topic(spec):
