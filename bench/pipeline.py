@@ -236,7 +236,8 @@ async def drain(lag: Lag, seconds: float = 60) -> None:
         await asyncio.sleep(1)
 
 
-RATES = [50, 75, 100, 150, 200, 300, 450, 600, 800, 1000, 1200, 1500, 1800]
+# Steps of about a fifth: with 200 then 300, a worker that topped out at 273 read as 200.
+RATES = [50, 75, 100, 125, 150, 200, 250, 300, 350, 400, 450, 550, 650, 800, 1000, 1200, 1500, 1800]
 
 
 async def highest_sustained(lag: Lag, offered: Offered, verdicts: Verdicts, seconds: float) -> float:
